@@ -1,0 +1,32 @@
+# SPDX-License-Identifier: GPL-2.0
+# Common settings for the svm-atomic build scripts; sourced, not run.
+
+set -euo pipefail
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+KVER=${KVER:-7.3}
+CACHE=${SVM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/svm-atomic}
+TOOLS=$CACHE/tools
+export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-19/lib}
+export PATH=$TOOLS/bin:$PATH
+JOBS=${JOBS:-$(nproc)}
+
+# Where the kernel source lives: the user's tree (KDIR=) or the Debian
+# tarball extracted into the cache.
+if [ -n "${KDIR:-}" ]; then
+	SRC=$(cd "$KDIR" && pwd)
+else
+	SRC=$CACHE/linux-source-$KVER
+fi
+
+# The toolchain DESIGN.md verified: Debian's rustc-web (it ships rust-src),
+# bindgen from the cache, libclang 19.
+KMAKE_VARS=(CLIPPY=1 RUSTC=/usr/bin/rustc HOSTRUSTC=/usr/bin/rustc
+	    RUSTDOC=/usr/bin/rustdoc RUSTFMT=/usr/bin/rustfmt
+	    CLIPPY_DRIVER=/usr/bin/clippy-driver BINDGEN="$TOOLS/bin/bindgen")
+if command -v ccache >/dev/null; then
+	KMAKE_VARS+=(CC="ccache gcc")
+fi
+
+log() { printf '>>> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
