@@ -1,0 +1,41 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# svm-atomic: GPU atomics on process memory for Rust DRM drivers.
+#
+# The kernel itself is built by build/kernel.sh out of tree (O=) in a cache
+# directory; see README.md.  (Kbuild, not this file, is what an out-of-tree
+# module build reads.)
+
+.PHONY: all test check demo setup kernel fmt clean-cache help
+
+all: test
+
+## test: install, build, check style, boot, run KUnit + selftests
+test:
+	@build/run-tests.sh
+
+## check: style checks only (rustfmt, checkpatch; clippy runs in every build)
+check:
+	@build/setup.sh
+	@build/prepare.sh >/dev/null
+	@build/lint.sh
+
+## demo: boot the kernel and run the multi-device atomic contention workload
+demo:
+	@build/demo.sh
+
+## setup: install the packages and tools
+setup:
+	@build/setup.sh
+
+## kernel: prepare and build the kernel only
+kernel:
+	@build/setup.sh
+	@build/kernel.sh
+
+## fmt: format the project's Rust files
+fmt:
+	@build/fmt.sh
+
+help:
+	@sed -n 's/^## //p' Makefile

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Boots the kernel under QEMU with the given initramfs and writes the serial
+# console to LOG.  TCG with one thread per guest CPU: nested KVM is broken on
+# these machines (see DESIGN.md); SVM_KVM=1 opts in to KVM where it works.
+# Usage: boot.sh OUT INITRAMFS LOG [extra kernel args]
+
+. "$(dirname "$0")/lib.sh"
+
+OUT=$1
+INITRD=$2
+LOG=$3
+shift 3
+CPUS=${SVM_CPUS:-2}
+TIMEOUT=${SVM_TIMEOUT:-1800}
+if [ "${SVM_KVM:-0}" = 1 ]; then
+	accel=(-accel kvm -cpu host)
+else
+	accel=(-accel tcg,thread=multi -cpu max)
+fi
+rc=0
+timeout --foreground -k 10 "$TIMEOUT" qemu-system-x86_64 "${accel[@]}" \
+	-smp "$CPUS" -m "${SVM_MEM:-1G}" -bios qboot.rom -no-reboot \
+	-monitor none -serial stdio -display none \
+	-kernel "$OUT/arch/x86/boot/bzImage" -initrd "$INITRD" \
+	-append "console=ttyS0 panic=-1 oops=panic loglevel=7 $*" \
+	< /dev/null > "$LOG" 2>&1 || rc=$?
+if [ "$rc" -eq 124 ]; then
+	echo "SVM-TIMEOUT after ${TIMEOUT}s" >> "$LOG"
+fi
+exit 0

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Judges a test guest's console log.
+
+Splits the log into the KUnit part (KTAP printed while the kernel boots) and
+the userspace part (kselftest TAP printed by the init script), counts the
+results of both, and fails on any failed or missing test and on any kernel
+report in the whole log: WARN, BUG, Oops, lockdep, KMEMLEAK, RCU stall, hung
+task, panic.  Ends with one line: "N passed, N failed[, N skipped]".
+
+Usage: check-log.py LOG KUNIT_PY
+"""
+
+import re
+import subprocess
+import sys
+
+SPLATS = [
+    r"WARNING: ",
+    r"\bBUG: ",
+    r"kernel BUG at",
+    r"\bOops\b",
+    r"general protection fault",
+    r"Kernel panic",
+    r"DEBUG_LOCKS_WARN_ON",
+    r"possible (circular|recursive) locking",
+    r"inconsistent lock state",
+    r"suspicious RCU usage",
+    r"INFO: trying to register non-static key",
+    r"unreferenced object 0x",
+    r"kmemleak: .*suspected memory leak",
+    r"rcu: INFO: .*stall",
+    r"self-detected stall",
+    r"INFO: task .* blocked for more than",
+    r"UBSAN: ",
+    r"SVM-TIMEOUT",
+]
+SPLAT_RE = re.compile("|".join(SPLATS))
+# Strip the printk timestamp and the console prefix of KTAP lines.
+TS_RE = re.compile(r"^\[\s*\d+\.\d+\]\s?")
+
+
+def main():
+    log_path, kunit_py = sys.argv[1], sys.argv[2]
+    with open(log_path, errors="replace") as f:
+        lines = [l.rstrip("\r\n") for l in f]
+
+    passed = failed = skipped = 0
+    problems = []
+
+    # Kernel reports anywhere in the log.
+    for i, line in enumerate(lines):
+        if SPLAT_RE.search(line):
+            problems.append("kernel report: " + line.strip())
+
+    # KUnit: everything before the userspace marker.
+    try:
+        split = next(i for i, l in enumerate(lines) if "SVM-USERSPACE-BEGIN" in l)
+    except StopIteration:
+        split = len(lines)
+        problems.append("the guest never reached userspace (crash or hang during boot)")
+    kunit_log = "\n".join(lines[:split]) + "\n"
+    kunit_out = subprocess.run(
+        [sys.executable, kunit_py, "parse"],
+        input=kunit_log,
+        capture_output=True,
+        text=True,
+    )
+    print(kunit_out.stdout, end="")
+    m = re.search(
+        r"Ran (\d+) tests: passed: (\d+)(?:, failed: (\d+))?(?:, skipped: (\d+))?"
+        r"(?:, errors: (\d+))?(?:, crashed: (\d+))?",
+        re.sub(r"\x1b\[[0-9;]*m", "", kunit_out.stdout),
+    )
+    if not m:
+        problems.append("no KUnit results found")
+    else:
+        k_pass = int(m.group(2))
+        k_fail = sum(int(g or 0) for g in (m.group(3), m.group(5), m.group(6)))
+        k_skip = int(m.group(4) or 0)
+        if int(m.group(1)) == 0:
+            problems.append("no KUnit test ran")
+        passed += k_pass
+        failed += k_fail
+        skipped += k_skip
+        if k_fail or kunit_out.returncode:
+            problems.append("KUnit failures")
+
+    # Userspace: kselftest TAP between SVM-TEST-BEGIN/END markers.
+    print("============= userspace selftests (kselftest TAP) =============")
+    current = None
+    plan = results = 0
+    ran_any = False
+    for line in lines[split:]:
+        line = TS_RE.sub("", line)
+        if line.startswith("SVM-TEST-BEGIN "):
+            current = line.split()[1]
+            plan = results = 0
+            ran_any = True
+            continue
+        if current is None:
+            continue
+        if line.startswith("SVM-TEST-END "):
+            rc = int(line.rsplit("rc=", 1)[1])
+            if rc != 0 and not any("not ok" in p for p in problems if current in p):
+                problems.append(f"{current}: exited with status {rc}")
+                if results == 0:
+                    failed += 1
+            if results < plan:
+                problems.append(f"{current}: planned {plan} tests, {results} reported")
+                failed += plan - results
+            current = None
+            continue
+        m = re.match(r"^1\.\.(\d+)$", line)
+        if m:
+            plan = int(m.group(1))
+            continue
+        m = re.match(r"^(not ok|ok) \d+ (.*)$", line)
+        if m:
+            results += 1
+            name = f"{current}: {m.group(2)}"
+            if "# SKIP" in m.group(2):
+                skipped += 1
+                print(f"[SKIPPED] {name}")
+            elif m.group(1) == "ok":
+                passed += 1
+                print(f"[PASSED] {name}")
+            else:
+                failed += 1
+                print(f"[FAILED] {name}")
+                problems.append(f"not ok: {name}")
+        elif line.startswith("#") and ("FAIL" in line or "ASSERT" in line or "Expected" in line):
+            print("    " + line)
+    if not ran_any:
+        problems.append("no userspace selftest ran")
+    if current is not None:
+        problems.append(f"{current}: did not finish")
+        failed += 1
+    if not any("SVM-USERSPACE-END" in l for l in lines):
+        problems.append("the guest did not finish its userspace run")
+
+    if problems:
+        print("============= problems =============")
+        for p in dict.fromkeys(problems):
+            print("  " + p)
+        print(f"full log: {log_path}")
+        if failed == 0:
+            failed = 1
+    summary = f"{passed} passed, {failed} failed"
+    if skipped:
+        summary += f", {skipped} skipped"
+    print(summary)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# `make test`: installs what is missing, builds the kernel with the project
+# laid over it, checks style, boots the kernel once under QEMU, and judges
+# the console log: KUnit suites (run while the kernel boots), then the
+# userspace selftests (run by the initramfs), then a kmemleak scan.
+
+. "$(dirname "$0")/lib.sh"
+
+start=$SECONDS
+"$TOP/build/setup.sh"
+OUT=$("$TOP/build/kernel.sh")
+"$TOP/build/lint.sh"
+"$TOP/build/selftests.sh" "$OUT" "$OUT/svm-tests"
+"$TOP/build/initramfs.sh" "$OUT/svm-tests" "$OUT/svm-initramfs.cpio"
+mkdir -p "$OUT/logs"
+LOG=$OUT/logs/test-$(date +%Y%m%d-%H%M%S).log
+log "booting the test guest (${SVM_CPUS:-2} CPUs, TCG); console log: $LOG"
+"$TOP/build/boot.sh" "$OUT" "$OUT/svm-initramfs.cpio" "$LOG" ${SVM_CMDLINE:-}
+ln -sf "$LOG" "$CACHE/test-latest.log"
+log "build and boot took $((SECONDS - start)) s"
+exec python3 "$TOP/build/check-log.py" "$LOG" "$SRC/tools/testing/kunit/kunit.py"
