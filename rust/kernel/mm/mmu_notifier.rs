@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! MMU interval notifiers.
+//!
+//! An interval notifier tells a driver that keeps its own mappings of a process's memory (a
+//! "secondary MMU", such as a GPU page table) that the CPU page tables of a range of virtual
+//! addresses are about to change, so the driver must stop using its copies of them.
+//!
+//! Readers use the sequence protocol of the C API: take a sequence with
+//! [`MmuIntervalNotifier::read_begin`], build the device mapping, then take the driver lock that
+//! the invalidate callback also takes and check [`MmuIntervalNotifier::read_retry`] before making
+//! the mapping visible. The callback publishes its sequence with [`InvalidateSeq::set`] under
+//! that same lock.
+//!
+//! C header: [`include/linux/mmu_notifier.h`](srctree/include/linux/mmu_notifier.h)
+
+use crate::{
+    bindings,
+    error::to_result,
+    ffi::c_void,
+    mm::{
+        Mm,
+        MmWithUser, //
+    },
+    prelude::*,
+    types::Opaque,
+};
+use core::marker::PhantomData;
+
+/// The reason for an invalidation, from `enum mmu_notifier_event`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// `munmap()` or `mremap()` removed or moved the range.
+    Unmap,
+    /// Page table entries were cleared (`madvise()`, a page replaced by another, a CPU fault
+    /// revoking device-exclusive access, ...).
+    Clear,
+    /// `mprotect()` changed the protection of the whole VMA.
+    ProtectionVma,
+    /// The protection of individual pages changed (write-protection for fork's copy-on-write,
+    /// KSM, ...).
+    ProtectionPage,
+    /// Soft-dirty tracking was reset.
+    SoftDirty,
+    /// The mm is being torn down (the process exited).
+    Release,
+    /// Pages are being migrated; [`Range::owner`] names the device that migrates them, if any.
+    Migrate,
+    /// A page is being made device-exclusive; [`Range::owner`] names the device that asked.
+    Exclusive,
+}
+
+impl Event {
+    fn from_raw(event: bindings::mmu_notifier_event) -> Self {
+        match event {
+            bindings::mmu_notifier_event_MMU_NOTIFY_UNMAP => Self::Unmap,
+            bindings::mmu_notifier_event_MMU_NOTIFY_PROTECTION_VMA => Self::ProtectionVma,
+            bindings::mmu_notifier_event_MMU_NOTIFY_PROTECTION_PAGE => Self::ProtectionPage,
+            bindings::mmu_notifier_event_MMU_NOTIFY_SOFT_DIRTY => Self::SoftDirty,
+            bindings::mmu_notifier_event_MMU_NOTIFY_RELEASE => Self::Release,
+            bindings::mmu_notifier_event_MMU_NOTIFY_MIGRATE => Self::Migrate,
+            bindings::mmu_notifier_event_MMU_NOTIFY_EXCLUSIVE => Self::Exclusive,
+            // `MMU_NOTIFY_CLEAR`, and the most conservative reading of any event added later.
+            _ => Self::Clear,
+        }
+    }
+}
+
+/// An opaque cookie that identifies the owner of a device mapping.
+///
+/// It is passed to [`make_device_exclusive`] and comes back in [`Range::owner`] of the
+/// [`Event::Exclusive`] invalidation that the call itself causes, so that a driver can recognise
+/// (and ignore) its own grants. It is only ever compared, never dereferenced.
+///
+/// [`make_device_exclusive`]: crate::mm::MmapReadGuard::make_device_exclusive
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner(*mut c_void);
+
+// SAFETY: An `Owner` is an address used as a token; it is never dereferenced.
+unsafe impl Send for Owner {}
+// SAFETY: An `Owner` is an address used as a token; it is never dereferenced.
+unsafe impl Sync for Owner {}
+
+impl Owner {
+    /// Creates an owner cookie from the address of an object that outlives its use, typically the
+    /// driver's per-device data.
+    pub fn from_ptr<T>(ptr: *const T) -> Self {
+        Self(ptr.cast_mut().cast())
+    }
+
+    /// Returns the cookie as the pointer the C API expects.
+    pub fn as_ptr(self) -> *mut c_void {
+        self.0
+    }
+}
+
+/// The range of an invalidation, a view of `struct mmu_notifier_range`.
+///
+/// # Invariants
+///
+/// `self.0` is a valid `struct mmu_notifier_range` for the duration of the callback that received
+/// a reference to it.
+#[repr(transparent)]
+pub struct Range(Opaque<bindings::mmu_notifier_range>);
+
+impl Range {
+    /// # Safety
+    ///
+    /// `ptr` must point to a valid `struct mmu_notifier_range` for the lifetime `'a`.
+    unsafe fn from_raw<'a>(ptr: *const bindings::mmu_notifier_range) -> &'a Self {
+        // SAFETY: `Range` is a transparent wrapper and the caller guarantees validity for `'a`.
+        unsafe { &*ptr.cast() }
+    }
+
+    fn raw(&self) -> &bindings::mmu_notifier_range {
+        // SAFETY: By the type invariant the range is valid, and the notifier core does not
+        // change it while callbacks run.
+        unsafe { &*self.0.get() }
+    }
+
+    /// The first address of the range.
+    pub fn start(&self) -> usize {
+        self.raw().start
+    }
+
+    /// The address just past the range.
+    pub fn end(&self) -> usize {
+        self.raw().end
+    }
+
+    /// Why the range is being invalidated.
+    pub fn event(&self) -> Event {
+        Event::from_raw(self.raw().event)
+    }
+
+    /// The owner given by whoever started the invalidation ([`Event::Exclusive`] and
+    /// [`Event::Migrate`]), or `None`.
+    pub fn owner(&self) -> Option<Owner> {
+        let owner = self.raw().owner;
+        (!owner.is_null()).then_some(Owner(owner))
+    }
+
+    /// Whether the callback may sleep.
+    ///
+    /// When this is false (for example, during reclaim) the callback must not sleep and must
+    /// return `false` if it would have to wait for a lock.
+    pub fn is_blockable(&self) -> bool {
+        // SAFETY: The range is valid by the type invariant.
+        unsafe { bindings::mmu_notifier_range_blockable(self.0.get()) }
+    }
+}
+
+/// The callbacks of an [`MmuIntervalNotifier`].
+pub trait MmuIntervalNotifierOps: Sync + Send + Sized + 'static {
+    /// Called before the CPU page tables of any part of the notifier's interval change.
+    ///
+    /// Upon return the driver must no longer use any device mapping in `range`. It must call
+    /// [`InvalidateSeq::set`] under the lock that guards [`MmuIntervalNotifier::read_retry`],
+    /// unless it does not use the sequence protocol.
+    ///
+    /// Return `false` only if the range is not blockable ([`Range::is_blockable`]) and the
+    /// work would need to sleep; the core then retries the operation in a blockable context.
+    fn invalidate(
+        notifier: &MmuIntervalNotifier<Self>,
+        range: &Range,
+        seq: InvalidateSeq<'_>,
+    ) -> bool;
+}
+
+/// The new sequence number of an invalidation in progress.
+///
+/// It exists only inside [`MmuIntervalNotifierOps::invalidate`], so the sequence can only be
+/// published from there.
+pub struct InvalidateSeq<'a> {
+    notifier: *mut bindings::mmu_interval_notifier,
+    seq: usize,
+    _p: PhantomData<&'a ()>,
+}
+
+impl InvalidateSeq<'_> {
+    /// Publishes the sequence (`mmu_interval_set_seq()`), so that a concurrent reader's
+    /// [`MmuIntervalNotifier::read_retry`] reports the collision.
+    ///
+    /// Call it under the same driver lock that readers hold for `read_retry`.
+    pub fn set(self) {
+        // SAFETY: `self.notifier` is the notifier whose callback is running, valid for `'a`.
+        unsafe { bindings::mmu_interval_set_seq(self.notifier, self.seq) };
+    }
+
+    /// The sequence number, for diagnostics.
+    pub fn value(&self) -> usize {
+        self.seq
+    }
+}
+
+/// A sequence number from [`MmuIntervalNotifier::read_begin`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadSeq(usize);
+
+/// An interval notifier over `[start, start + length)` of one address space.
+///
+/// # Invariants
+///
+/// `notifier` is inserted in the interval tree of `notifier.mm` with the callbacks of `T` for as
+/// long as `self` exists; the C core holds an `mmgrab` reference on that mm in the meantime.
+/// `data` is initialised before the notifier is inserted.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::mm::{mmu_notifier::*, MmWithUser};
+/// use kernel::prelude::*;
+/// use kernel::sync::atomic::{Atomic, Relaxed};
+///
+/// struct Counter(Atomic<u32>);
+///
+/// impl MmuIntervalNotifierOps for Counter {
+///     fn invalidate(n: &MmuIntervalNotifier<Self>, _r: &Range, seq: InvalidateSeq<'_>) -> bool {
+///         n.data().0.fetch_add(1, Relaxed);
+///         seq.set();
+///         true
+///     }
+/// }
+///
+/// fn watch(mm: &MmWithUser, addr: usize) -> Result<Pin<KBox<MmuIntervalNotifier<Counter>>>> {
+///     KBox::pin_init(
+///         MmuIntervalNotifier::new(mm, addr, 4096, Counter(Atomic::new(0))),
+///         GFP_KERNEL,
+///     )
+/// }
+/// ```
+#[pin_data(PinnedDrop)]
+pub struct MmuIntervalNotifier<T: MmuIntervalNotifierOps> {
+    #[pin]
+    data: T,
+    #[pin]
+    notifier: Opaque<bindings::mmu_interval_notifier>,
+}
+
+// SAFETY: The C notifier may be used and removed from any thread; `T` is `Send`.
+unsafe impl<T: MmuIntervalNotifierOps> Send for MmuIntervalNotifier<T> {}
+// SAFETY: The C notifier's read side is safe to use concurrently; `T` is `Sync`.
+unsafe impl<T: MmuIntervalNotifierOps> Sync for MmuIntervalNotifier<T> {}
+
+impl<T: MmuIntervalNotifierOps> MmuIntervalNotifier<T> {
+    const OPS: bindings::mmu_interval_notifier_ops = bindings::mmu_interval_notifier_ops {
+        invalidate: Some(Self::invalidate_callback),
+        invalidate_start: None,
+        invalidate_finish: None,
+    };
+
+    /// Creates a notifier for `[start, start + length)` of `mm` (`mmu_interval_notifier_insert()`).
+    ///
+    /// The callback may run as soon as the notifier is inserted. Fails with `EINVAL` for an
+    /// empty or overflowing range and `ENOMEM` if the notifier core cannot allocate.
+    pub fn new(
+        mm: &MmWithUser,
+        start: usize,
+        length: usize,
+        data: impl PinInit<T, Error>,
+    ) -> impl PinInit<Self, Error> {
+        let mm = mm.as_raw();
+        try_pin_init!(Self {
+            data <- data,
+            notifier <- Opaque::try_ffi_init(|slot: *mut bindings::mmu_interval_notifier| {
+                if length == 0 || start.checked_add(length).is_none() {
+                    return Err(EINVAL);
+                }
+                // SAFETY: `slot` is valid and pinned for the life of `Self`, whose drop removes
+                // the notifier; `mm` has a user by the type of the argument; `data` is
+                // initialised, so the callback may run at once; `OPS` is a promoted constant.
+                to_result(unsafe {
+                    bindings::mmu_interval_notifier_insert(
+                        slot,
+                        mm,
+                        start,
+                        length,
+                        &Self::OPS,
+                    )
+                })
+            }),
+        }? Error)
+    }
+
+    /// The driver data.
+    pub fn data(&self) -> &T {
+        &self.data
+    }
+
+    /// The address space this notifier watches.
+    pub fn mm(&self) -> &Mm {
+        // SAFETY: By the type invariant the notifier is inserted and its `mm` is pinned by the
+        // core's `mmgrab` until removal, which happens only in our drop.
+        unsafe { Mm::from_raw((*self.notifier.get()).mm) }
+    }
+
+    /// Starts a read-side critical section (`mmu_interval_read_begin()`).
+    ///
+    /// Waits (sleeps) for an invalidation in progress to finish before it returns.
+    pub fn read_begin(&self) -> ReadSeq {
+        // SAFETY: The notifier is inserted by the type invariant.
+        ReadSeq(unsafe { bindings::mmu_interval_read_begin(self.notifier.get()) })
+    }
+
+    /// Ends a read-side critical section (`mmu_interval_read_retry()`): true if an invalidation
+    /// collided with it, and the caller must throw away what it built and start again.
+    ///
+    /// Only meaningful under the driver lock that the invalidate callback holds when it calls
+    /// [`InvalidateSeq::set`].
+    pub fn read_retry(&self, seq: ReadSeq) -> bool {
+        // SAFETY: The notifier is inserted by the type invariant.
+        unsafe { bindings::mmu_interval_read_retry(self.notifier.get(), seq.0) }
+    }
+
+    /// Whether an invalidation has collided with the section begun at `seq`
+    /// (`mmu_interval_check_retry()`): a lockless hint to give up early; `false` is not
+    /// reliable.
+    pub fn check_retry(&self, seq: ReadSeq) -> bool {
+        // SAFETY: The notifier is inserted by the type invariant.
+        unsafe { bindings::mmu_interval_check_retry(self.notifier.get(), seq.0) }
+    }
+
+    /// The first address watched.
+    pub fn start(&self) -> usize {
+        // SAFETY: The notifier is inserted; its interval never changes after insertion.
+        unsafe { (*self.notifier.get()).interval_tree.start }
+    }
+
+    /// The last address watched (inclusive).
+    pub fn last(&self) -> usize {
+        // SAFETY: The notifier is inserted; its interval never changes after insertion.
+        unsafe { (*self.notifier.get()).interval_tree.last }
+    }
+
+    /// # Safety
+    ///
+    /// Only the notifier core calls this, with the `notifier` field of a live `Self` and a valid
+    /// range.
+    unsafe extern "C" fn invalidate_callback(
+        sub: *mut bindings::mmu_interval_notifier,
+        range: *const bindings::mmu_notifier_range,
+        cur_seq: usize,
+    ) -> bool {
+        // SAFETY: `sub` is the `notifier` field of a `Self`, inserted by `new`, and the core
+        // does not call us after `mmu_interval_notifier_remove()` returned.
+        let this = unsafe { &*crate::container_of!(Opaque::cast_from(sub), Self, notifier) };
+        // SAFETY: The core passes a range that is valid for the duration of the callback.
+        let range = unsafe { Range::from_raw(range) };
+        let seq = InvalidateSeq {
+            notifier: sub,
+            seq: cur_seq,
+            _p: PhantomData,
+        };
+        T::invalidate(this, range, seq)
+    }
+}
+
+#[pinned_drop]
+impl<T: MmuIntervalNotifierOps> PinnedDrop for MmuIntervalNotifier<T> {
+    /// Removes the notifier (`mmu_interval_notifier_remove()`).
+    ///
+    /// This may sleep: it waits for callbacks in progress on this notifier to return.
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: By the type invariant the notifier is inserted; after this no callback runs.
+        unsafe { bindings::mmu_interval_notifier_remove(self.notifier.get()) };
+    }
+}
+
+#[cfg(any(
+    CONFIG_RUST_MMU_NOTIFIER_KUNIT_TEST,
+    CONFIG_RUST_DEVICE_EXCLUSIVE_KUNIT_TEST
+))]
+pub(crate) mod recorder;
+#[cfg(CONFIG_RUST_MMU_NOTIFIER_KUNIT_TEST)]
+mod tests;
