@@ -224,7 +224,7 @@ pub struct ReadSeq(usize);
 ///
 /// fn watch(mm: &MmWithUser, addr: usize) -> Result<Pin<KBox<MmuIntervalNotifier<Counter>>>> {
 ///     KBox::pin_init(
-///         MmuIntervalNotifier::new(mm, addr, 4096, Counter(Atomic::new(0))),
+///         MmuIntervalNotifier::new(mm, addr, 4096, Ok::<_, Error>(Counter(Atomic::new(0)))),
 ///         GFP_KERNEL,
 ///     )
 /// }
