@@ -1,0 +1,417 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The per-(device, mm) SVM context and its fault path.
+
+use super::{
+    notifier::{
+        Chunk,
+        CHUNK_SIZE, //
+    },
+    page::AtomicPage,
+    Config,
+    Driver,
+    NotifierMode,
+    Stats, //
+};
+use crate::{
+    bindings,
+    mm::{
+        mmu_notifier::{
+            MmuIntervalNotifier,
+            Owner, //
+        },
+        Mm,
+        MmWithUser, //
+    },
+    new_mutex,
+    page::{
+        PAGE_SHIFT,
+        PAGE_SIZE, //
+    },
+    prelude::*,
+    rbtree::{
+        RBTree,
+        RBTreeNodeReservation, //
+    },
+    sync::{
+        aref::ARef,
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        Arc,
+        Mutex, //
+    },
+    task::Task,
+    time::{
+        delay::fsleep,
+        Delta,
+        Instant,
+        Monotonic, //
+    },
+};
+use core::ptr::NonNull;
+
+type ChunkNotifier<T> = MmuIntervalNotifier<Chunk<T>>;
+
+/// One page the device holds with atomic permission.
+struct Grant {
+    page: NonNull<bindings::page>,
+}
+
+// SAFETY: `page` is only a reference to a page kept alive by the device-exclusive entry; it is
+// used under the page-table lock, from any thread.
+unsafe impl Send for Grant {}
+
+/// What the page-table lock protects: the driver's page table and the grants mirrored in it.
+pub(super) struct State<T: Driver> {
+    pub(super) pt: T::PageTable,
+    /// Granted pages by page index (`addr >> PAGE_SHIFT`).
+    grants: RBTree<usize, Grant>,
+}
+
+impl<T: Driver> State<T> {
+    /// Forgets the grants of pages `[first, end)`; returns how many there were. Does not sleep.
+    pub(super) fn remove_grants(&mut self, first: usize, end: usize) -> u64 {
+        let mut removed = 0;
+        let mut cursor = self.grants.cursor_lower_bound_mut(&first);
+        while let Some(c) = cursor {
+            if *c.current().0 >= end {
+                break;
+            }
+            let (next, _node) = c.remove_current();
+            removed += 1;
+            cursor = next;
+        }
+        removed
+    }
+}
+
+/// The part of a context that its notifiers share.
+#[pin_data]
+pub(super) struct Shared<T: Driver> {
+    pub(super) owner: Owner,
+    /// The task inside `make_device_exclusive()` for this context, or 0. Invalidations it
+    /// causes itself (faulting the page back from another device, splitting a PMD) are part
+    /// of the grant being made, not a collision with it.
+    pub(super) granting_task: Atomic<usize>,
+    #[pin]
+    pub(super) state: Mutex<State<T>>,
+    pub(super) stats: Stats,
+}
+
+/// The shared virtual memory state of one device for one address space.
+///
+/// Created when a process opens the device; grants the device atomic access to the process's
+/// pages with [`SvmContext::atomic_fault`], runs the device's operations on them with
+/// [`SvmContext::with_atomic_page`], and revokes grants when the mm says so. Dropping it revokes
+/// every grant and removes its notifiers (which may sleep).
+///
+/// Lock order: chunk lock → mmap lock (read) → folio lock → page-table lock. The page-table lock
+/// is the innermost, and the invalidate callback takes only it.
+#[pin_data(PinnedDrop)]
+pub struct SvmContext<T: Driver> {
+    mm: ARef<Mm>,
+    config: Config,
+    shared: Arc<Shared<T>>,
+    /// Long-lived notifiers by chunk index (`addr / CHUNK_SIZE`).
+    #[pin]
+    chunks: Mutex<RBTree<usize, Arc<ChunkNotifier<T>>>>,
+    /// Serialises the faults of this context (like a device's fault queue), so that
+    /// `Shared::granting_task` names the one task granting.
+    #[pin]
+    fault_lock: Mutex<()>,
+}
+
+impl<T: Driver> SvmContext<T> {
+    /// Creates a context for `mm` (usually the opener's) with the device page table `pt`.
+    pub fn new(mm: &MmWithUser, pt: T::PageTable, config: Config) -> impl PinInit<Self, Error> {
+        let shared = Arc::pin_init(
+            pin_init!(Shared {
+                owner: config.owner,
+                granting_task: Atomic::new(0),
+                state <- new_mutex!(State {
+                    pt,
+                    grants: RBTree::new(),
+                }),
+                stats: Stats::new(),
+            }),
+            GFP_KERNEL,
+        );
+        let mm: ARef<Mm> = ARef::from(&**mm);
+        try_pin_init!(Self {
+            mm,
+            config,
+            shared: shared?,
+            chunks <- new_mutex!(RBTree::new()),
+            fault_lock <- new_mutex!(()),
+        }? Error)
+    }
+
+    /// The statistics of this context.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// The tunables this context was created with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether this context belongs to `mm`.
+    pub fn is_mm(&self, mm: &Mm) -> bool {
+        core::ptr::eq(self.mm.as_raw(), mm.as_raw())
+    }
+
+    /// Grants the device atomic access to the `npages` pages starting at `addr`, the device's
+    /// answer to an atomic fault.
+    ///
+    /// For each page: `make_device_exclusive()`, then under the page-table lock (if no
+    /// invalidation collided with the grant) [`Driver::map_atomic`]. Pages the device already
+    /// holds are skipped. Each page's folio lock is released before the next page is taken, so
+    /// a range within one THP is fine.
+    ///
+    /// Errors: `EINVAL` for an unaligned address, no pages or an overflowing range; `ESRCH` if
+    /// the process is gone; `EBUSY` when a page could not be granted before the deadline of
+    /// [`Config::timeout`]; `EINTR` on a fatal signal; otherwise the error of
+    /// `make_device_exclusive()` (`EFAULT`, `EOPNOTSUPP`, `ENOMEM`, ...) or of the driver.
+    /// Pages granted before an error stay granted.
+    ///
+    /// May sleep.
+    pub fn atomic_fault(&self, addr: usize, npages: usize) -> Result {
+        let len = npages.checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
+        if addr % PAGE_SIZE != 0 || npages == 0 || addr.checked_add(len).is_none() {
+            return Err(EINVAL);
+        }
+        let stats = &self.shared.stats;
+        stats.fault();
+        let start = Instant::<Monotonic>::now();
+        let mm = self.mm.mmget_not_zero().ok_or(ESRCH)?;
+        let _serial = self.fault_lock.lock();
+        let mut ret = Ok(());
+        for i in 0..npages {
+            ret = self.fault_page(&mm, addr + i * PAGE_SIZE);
+            if ret.is_err() {
+                stats.error();
+                break;
+            }
+        }
+        stats.latency(start.elapsed());
+        ret
+    }
+
+    /// Runs `f` with the device's page table and the kernel mapping of the page at `addr`, if
+    /// the device holds that page with atomic permission; `None` if it does not (the device
+    /// would fault).
+    ///
+    /// `f` runs under the page-table lock: the CPU and other devices wait to take the page
+    /// back until it returns, so it must be short, and it must not fault on user memory or
+    /// take the mmap lock.
+    pub fn with_atomic_page<R>(
+        &self,
+        addr: usize,
+        f: impl FnOnce(&mut T::PageTable, &AtomicPage<'_>) -> R,
+    ) -> Option<R> {
+        let mut state = self.shared.state.lock();
+        let page = state.grants.get(&(addr >> PAGE_SHIFT))?.page;
+        // SAFETY: The grant exists, so the page is device-exclusive and alive: taking it back
+        // needs the page-table lock, which we hold until the mapping is dropped.
+        let mapped = unsafe { AtomicPage::map(page) };
+        Some(f(&mut state.pt, &mapped))
+    }
+
+    /// Whether the device holds the page at `addr` with atomic permission now.
+    pub fn is_granted(&self, addr: usize) -> bool {
+        self.shared
+            .state
+            .lock()
+            .grants
+            .get(&(addr >> PAGE_SHIFT))
+            .is_some()
+    }
+
+    /// Number of pages the device holds now.
+    pub fn granted_pages(&self) -> usize {
+        self.shared.state.lock().grants.iter().count()
+    }
+
+    /// Revokes every grant of the device (for example before the device is reset).
+    pub fn revoke_all(&self) {
+        let mut state = self.shared.state.lock();
+        if state.remove_grants(0, usize::MAX) > 0 {
+            T::unmap(&mut state.pt, 0, usize::MAX);
+        }
+    }
+
+    /// Removes the notifiers of chunks that hold no grants.
+    ///
+    /// May sleep: removing a notifier waits for its callbacks.
+    pub fn trim(&self) {
+        let mut chunks = self.chunks.lock();
+        let mut cursor = chunks.cursor_front_mut();
+        while let Some(c) = cursor {
+            let (index, chunk) = c.current();
+            let first = index * (CHUNK_SIZE >> PAGE_SHIFT);
+            let busy = chunk.data().users.load(Relaxed) != 0
+                || self
+                    .shared
+                    .state
+                    .lock()
+                    .grants
+                    .cursor_lower_bound(&first)
+                    .is_some_and(|g| *g.current().0 < first + (CHUNK_SIZE >> PAGE_SHIFT));
+            cursor = if busy {
+                c.move_next()
+            } else {
+                c.remove_current().0
+            };
+        }
+    }
+
+    /// Number of long-lived notifiers.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.lock().iter().count()
+    }
+
+    /// The long-lived notifier of the chunk of `addr`, created if needed, with a use counted.
+    fn chunk(&self, mm: &MmWithUser, addr: usize) -> Result<Arc<ChunkNotifier<T>>> {
+        let index = addr / CHUNK_SIZE;
+        let mut chunks = self.chunks.lock();
+        if let Some(chunk) = chunks.get(&index) {
+            chunk.data().users.fetch_add(1, Relaxed);
+            return Ok(chunk.clone());
+        }
+        let reservation = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let chunk = Arc::pin_init(
+            MmuIntervalNotifier::new(
+                mm,
+                index * CHUNK_SIZE,
+                CHUNK_SIZE,
+                Ok::<_, Error>(Chunk::new(self.shared.clone())),
+            ),
+            GFP_KERNEL,
+        )?;
+        chunk.data().users.fetch_add(1, Relaxed);
+        chunks.insert(reservation.into_node(index, chunk.clone()));
+        Ok(chunk)
+    }
+
+    fn fault_page(&self, mm: &MmWithUser, addr: usize) -> Result {
+        let shared = &self.shared;
+        let chunk = self.chunk(mm, addr)?;
+        let ret = self.fault_page_in(mm, addr, &chunk, Instant::<Monotonic>::now());
+        chunk.data().users.fetch_sub(1, Relaxed);
+        if ret == Err(EBUSY) {
+            shared.stats.timeout();
+        }
+        ret
+    }
+
+    fn fault_page_in(
+        &self,
+        mm: &MmWithUser,
+        addr: usize,
+        chunk: &Arc<ChunkNotifier<T>>,
+        started: Instant<Monotonic>,
+    ) -> Result {
+        let shared = &self.shared;
+        let mut attempt = 0u32;
+        loop {
+            if fatal_signal_pending() {
+                return Err(EINTR);
+            }
+            if attempt > 0 && started.elapsed() > self.config.timeout {
+                return Err(EBUSY);
+            }
+            if shared
+                .state
+                .lock()
+                .grants
+                .get(&(addr >> PAGE_SHIFT))
+                .is_some()
+            {
+                shared.stats.already_mapped();
+                return Ok(());
+            }
+            // Allocate before any lock: the page-table lock may be needed by reclaim.
+            let reservation = RBTreeNodeReservation::new(GFP_KERNEL)?;
+            let per_fault = match self.config.notifiers {
+                NotifierMode::LongLived => None,
+                NotifierMode::PerFault => Some(Arc::pin_init(
+                    MmuIntervalNotifier::new(
+                        mm,
+                        addr,
+                        PAGE_SIZE,
+                        Ok::<_, Error>(Chunk::new(shared.clone())),
+                    ),
+                    GFP_KERNEL,
+                )?),
+            };
+            let seq_notifier: &ChunkNotifier<T> = per_fault.as_deref().unwrap_or(chunk);
+            let seq = seq_notifier.read_begin();
+
+            shared
+                .granting_task
+                .store(Task::current_raw() as usize, Relaxed);
+            let grant = mm
+                .mmap_read_lock()
+                .make_device_exclusive(addr, shared.owner);
+            shared.granting_task.store(0, Relaxed);
+            let grant = grant?;
+
+            #[cfg(CONFIG_RUST_DRM_SVM_KUNIT_TEST)]
+            if let Some(hook) = self.config.test_hook {
+                hook(addr);
+            }
+
+            let mut state = shared.state.lock();
+            if seq_notifier.read_retry(seq) {
+                drop(state);
+                drop(grant);
+                shared.stats.retry();
+                attempt += 1;
+                backoff(attempt);
+                continue;
+            }
+            T::map_atomic(&mut state.pt, addr, grant.pfn())?;
+            let page = grant.page();
+            // SAFETY: `as_ptr()` of a live page is never null.
+            let page = unsafe { NonNull::new_unchecked(page.as_ptr()) };
+            state
+                .grants
+                .insert(reservation.into_node(addr >> PAGE_SHIFT, Grant { page }));
+            // The device may write; the exclusive entry looks clean to the core mm.
+            grant.mark_dirty();
+            drop(state);
+            drop(grant);
+            shared.stats.granted();
+            return Ok(());
+        }
+    }
+}
+
+/// Waits a little longer after each collision: the first few retries are immediate, since a
+/// collision usually means a single CPU access; persistent contention sleeps up to 1 ms.
+fn backoff(attempt: u32) {
+    if attempt > 2 {
+        let us = 1i64 << (attempt - 2).min(10);
+        fsleep(Delta::from_micros(us));
+    }
+}
+
+fn fatal_signal_pending() -> bool {
+    // SAFETY: `current` is always a valid task.
+    unsafe { bindings::fatal_signal_pending(bindings::get_current()) != 0 }
+}
+
+#[pinned_drop]
+impl<T: Driver> PinnedDrop for SvmContext<T> {
+    fn drop(self: Pin<&mut Self>) {
+        // The device gives everything back before the notifiers that would tell it to go.
+        self.revoke_all();
+        let mut chunks = self.chunks.lock();
+        while let Some(c) = chunks.cursor_front_mut() {
+            drop(c.remove_current());
+        }
+    }
+}

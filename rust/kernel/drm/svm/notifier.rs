@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The invalidation side: what happens when the CPU or another device takes pages back.
+
+use super::{
+    context::Shared,
+    stats::RevokeCause,
+    Driver, //
+};
+use crate::{
+    mm::mmu_notifier::{
+        Event,
+        InvalidateSeq,
+        MmuIntervalNotifier,
+        MmuIntervalNotifierOps,
+        Range, //
+    },
+    page::PAGE_SHIFT,
+    sync::{
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        Arc,
+    },
+    task::Task,
+};
+
+/// Size of the chunks that long-lived notifiers cover.
+pub(super) const CHUNK_SIZE: usize = 2 << 20;
+
+/// Notifier data for one chunk of a context (or, in per-fault mode, one fault).
+pub(super) struct Chunk<T: Driver> {
+    pub(super) shared: Arc<Shared<T>>,
+    /// Faults between looking this chunk up and committing their grant; a chunk in use is not
+    /// trimmed, or a grant could end up with no notifier watching it.
+    pub(super) users: Atomic<usize>,
+}
+
+impl<T: Driver> Chunk<T> {
+    pub(super) fn new(shared: Arc<Shared<T>>) -> Self {
+        Self {
+            shared,
+            users: Atomic::new(0),
+        }
+    }
+}
+
+impl<T: Driver> MmuIntervalNotifierOps for Chunk<T> {
+    fn invalidate(
+        notifier: &MmuIntervalNotifier<Self>,
+        range: &Range,
+        seq: InvalidateSeq<'_>,
+    ) -> bool {
+        let shared = &notifier.data().shared;
+        let event = range.event();
+        // Our own grant in progress: the page is about to become ours, not revoked. Ignoring it
+        // here, before any lock, is what keeps the fault from retrying forever; it does not
+        // depend on the order in which notifiers are called.
+        if event == Event::Exclusive && range.owner() == Some(shared.owner) {
+            shared.stats.own_event();
+            return true;
+        }
+
+        let guard = if range.is_blockable() {
+            shared.state.lock()
+        } else {
+            match shared.state.try_lock() {
+                Some(guard) => guard,
+                None => {
+                    shared.stats.busy();
+                    return false;
+                }
+            }
+        };
+        let mut state = guard;
+        // Only the part of the range this notifier covers concerns it.
+        let start = range.start().max(notifier.start());
+        let end = range.end().min(notifier.last().saturating_add(1));
+        let removed = state.remove_grants(start >> PAGE_SHIFT, end.div_ceil(1 << PAGE_SHIFT));
+        if removed > 0 {
+            T::unmap(&mut state.pt, start, end);
+            shared
+                .stats
+                .revoked(RevokeCause::from_event(event, range.owner()), removed);
+        }
+        // An invalidation made by our own grant in progress (the page faulted back from
+        // another device or its PMD split, inside `make_device_exclusive()`) is part of that
+        // grant: the C function revalidates the PTE under the folio lock after it. Publishing
+        // it would make the fault retry forever, since every new attempt faults back the
+        // exclusive entry the previous one made.
+        if shared.granting_task.load(Relaxed) == Task::current_raw() as usize {
+            shared.stats.own_event();
+        } else {
+            seq.set();
+        }
+        true
+    }
+}

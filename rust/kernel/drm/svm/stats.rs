@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Statistics of an SVM context: what its faults cost and why its grants were revoked.
+
+use crate::{
+    mm::mmu_notifier::{
+        Event,
+        Owner, //
+    },
+    sync::atomic::{
+        Atomic,
+        Relaxed, //
+    },
+    time::Delta,
+};
+
+/// Why a device lost atomic access to pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevokeCause {
+    /// A CPU fault took the page back. The core mm reports another device's takeover the same
+    /// way (it faults the page back to the CPU first), so this counts those too.
+    CpuFault,
+    /// Another device made the page exclusive to itself.
+    OtherDevice,
+    /// `munmap()` or `mremap()`.
+    Unmap,
+    /// `mprotect()`.
+    Mprotect,
+    /// Write-protection of single pages: fork's copy-on-write, KSM.
+    Fork,
+    /// Migration or reclaim.
+    Migration,
+    /// The process exited.
+    Exit,
+    /// Anything else (soft-dirty tracking, ...).
+    Other,
+}
+
+impl RevokeCause {
+    /// Number of causes.
+    pub const COUNT: usize = 8;
+
+    /// All causes, in the order of their indices.
+    pub const ALL: [RevokeCause; Self::COUNT] = [
+        Self::CpuFault,
+        Self::OtherDevice,
+        Self::Unmap,
+        Self::Mprotect,
+        Self::Fork,
+        Self::Migration,
+        Self::Exit,
+        Self::Other,
+    ];
+
+    /// The cause of an invalidation, seen by the device `owner`.
+    pub fn from_event(event: Event, from: Option<Owner>) -> Self {
+        match event {
+            Event::Clear => Self::CpuFault,
+            Event::Exclusive if from.is_some() => Self::OtherDevice,
+            Event::Exclusive => Self::Other,
+            Event::Unmap => Self::Unmap,
+            Event::ProtectionVma => Self::Mprotect,
+            Event::ProtectionPage => Self::Fork,
+            Event::Migrate => Self::Migration,
+            Event::Release => Self::Exit,
+            Event::SoftDirty => Self::Other,
+        }
+    }
+
+    /// A short name, for debugfs and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CpuFault => "cpu",
+            Self::OtherDevice => "device",
+            Self::Unmap => "unmap",
+            Self::Mprotect => "mprotect",
+            Self::Fork => "fork",
+            Self::Migration => "migration",
+            Self::Exit => "exit",
+            Self::Other => "other",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Number of buckets of the fault latency histogram: bucket `i` counts faults that took less
+/// than `2^i` microseconds (the last one everything slower).
+pub const LATENCY_BUCKETS: usize = 16;
+
+/// Counters of an SVM context, updated without locks.
+pub struct Stats {
+    faults: Atomic<u64>,
+    pages_granted: Atomic<u64>,
+    pages_already_mapped: Atomic<u64>,
+    retries: Atomic<u64>,
+    timeouts: Atomic<u64>,
+    errors: Atomic<u64>,
+    own_events_ignored: Atomic<u64>,
+    revocations: [Atomic<u64>; RevokeCause::COUNT],
+    pages_revoked: Atomic<u64>,
+    nonblocking_busy: Atomic<u64>,
+    latency_us: [Atomic<u64>; LATENCY_BUCKETS],
+}
+
+/// A copy of the [`Stats`] of a context at one moment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Snapshot {
+    /// Calls of `atomic_fault`.
+    pub faults: u64,
+    /// Pages made exclusive and mapped.
+    pub pages_granted: u64,
+    /// Pages a fault found already mapped with atomic permission.
+    pub pages_already_mapped: u64,
+    /// Times a grant was thrown away because an invalidation collided with it.
+    pub retries: u64,
+    /// Faults that gave up with `EBUSY` at their deadline.
+    pub timeouts: u64,
+    /// Faults that failed otherwise.
+    pub errors: u64,
+    /// `MMU_NOTIFY_EXCLUSIVE` events of this device's own grants, ignored.
+    pub own_events_ignored: u64,
+    /// Invalidations that removed at least one grant, by cause ([`RevokeCause::ALL`] order).
+    pub revocations: [u64; RevokeCause::COUNT],
+    /// Pages whose grant was removed.
+    pub pages_revoked: u64,
+    /// Non-blockable invalidations refused because the page-table lock was held.
+    pub nonblocking_busy: u64,
+    /// Fault latency histogram, see [`LATENCY_BUCKETS`].
+    pub latency_us: [u64; LATENCY_BUCKETS],
+}
+
+impl Snapshot {
+    /// Revocations of one cause.
+    pub fn revoked_by(&self, cause: RevokeCause) -> u64 {
+        self.revocations[cause.index()]
+    }
+
+    /// All revocations.
+    pub fn revocations_total(&self) -> u64 {
+        self.revocations.iter().sum()
+    }
+}
+
+impl Stats {
+    pub(crate) const fn new() -> Self {
+        Self {
+            faults: Atomic::new(0),
+            pages_granted: Atomic::new(0),
+            pages_already_mapped: Atomic::new(0),
+            retries: Atomic::new(0),
+            timeouts: Atomic::new(0),
+            errors: Atomic::new(0),
+            own_events_ignored: Atomic::new(0),
+            revocations: [const { Atomic::new(0) }; RevokeCause::COUNT],
+            pages_revoked: Atomic::new(0),
+            nonblocking_busy: Atomic::new(0),
+            latency_us: [const { Atomic::new(0) }; LATENCY_BUCKETS],
+        }
+    }
+
+    pub(crate) fn fault(&self) {
+        self.faults.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn granted(&self) {
+        self.pages_granted.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn already_mapped(&self) {
+        self.pages_already_mapped.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn retry(&self) {
+        self.retries.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn timeout(&self) {
+        self.timeouts.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn error(&self) {
+        self.errors.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn own_event(&self) {
+        self.own_events_ignored.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn busy(&self) {
+        self.nonblocking_busy.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn revoked(&self, cause: RevokeCause, pages: u64) {
+        self.revocations[cause.index()].fetch_add(1, Relaxed);
+        self.pages_revoked.fetch_add(pages, Relaxed);
+    }
+
+    pub(crate) fn latency(&self, d: Delta) {
+        let us = d.as_micros_ceil().max(0) as u64;
+        let bucket = (u64::BITS - us.leading_zeros()) as usize;
+        self.latency_us[bucket.min(LATENCY_BUCKETS - 1)].fetch_add(1, Relaxed);
+    }
+
+    /// Reads all counters (each exactly, the set not atomically).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            faults: self.faults.load(Relaxed),
+            pages_granted: self.pages_granted.load(Relaxed),
+            pages_already_mapped: self.pages_already_mapped.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            timeouts: self.timeouts.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            own_events_ignored: self.own_events_ignored.load(Relaxed),
+            revocations: core::array::from_fn(|i| self.revocations[i].load(Relaxed)),
+            pages_revoked: self.pages_revoked.load(Relaxed),
+            nonblocking_busy: self.nonblocking_busy.load(Relaxed),
+            latency_us: core::array::from_fn(|i| self.latency_us[i].load(Relaxed)),
+        }
+    }
+}
