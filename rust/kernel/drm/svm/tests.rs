@@ -1,0 +1,336 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! KUnit tests of the SVM atomic-fault backend, with a test driver whose "device page table" is
+//! a small list of `(address, pfn)` entries.
+
+#[macros::kunit_tests(rust_drm_svm)]
+mod kunit {
+    use crate::{
+        bindings,
+        drm::svm::{
+            Config,
+            Driver,
+            NotifierMode,
+            RevokeCause,
+            SvmContext, //
+        },
+        kunit::user_mem::{
+            current_mm,
+            Kind,
+            UserMem,
+            PMD_SIZE, //
+        },
+        mm::mmu_notifier::Owner,
+        page::PAGE_SIZE,
+        prelude::*,
+        sync::atomic::Relaxed,
+        time::Delta,
+    };
+
+    const P: usize = PAGE_SIZE;
+
+    /// The test device's page table: `(addr, pfn)` of each atomic mapping.
+    struct TestPt {
+        entries: KVec<(usize, usize)>,
+        unmaps: usize,
+    }
+
+    struct TestDriver;
+
+    impl Driver for TestDriver {
+        type PageTable = TestPt;
+
+        fn map_atomic(pt: &mut TestPt, addr: usize, pfn: usize) -> Result {
+            pt.entries.push((addr, pfn), GFP_ATOMIC)?;
+            Ok(())
+        }
+
+        fn unmap(pt: &mut TestPt, start: usize, end: usize) {
+            pt.entries.retain(|&mut (a, _)| a < start || a >= end);
+            pt.unmaps += 1;
+        }
+    }
+
+    static DEV_A: u8 = 0;
+    static DEV_B: u8 = 0;
+
+    fn context(
+        owner: &'static u8,
+        mode: NotifierMode,
+    ) -> Result<Pin<KBox<SvmContext<TestDriver>>>> {
+        let mm = current_mm().ok_or(EINVAL)?;
+        let pt = TestPt {
+            entries: KVec::with_capacity(PMD_SIZE / P, GFP_KERNEL)?,
+            unmaps: 0,
+        };
+        let mut config = Config::new(Owner::from_ptr(owner));
+        config.notifiers = mode;
+        KBox::pin_init(SvmContext::new(&mm, pt, config), GFP_KERNEL)
+    }
+
+    fn ctx(owner: &'static u8) -> Result<Pin<KBox<SvmContext<TestDriver>>>> {
+        context(owner, NotifierMode::LongLived)
+    }
+
+    fn mapped(ctx: &SvmContext<TestDriver>, addr: usize) -> bool {
+        ctx.with_atomic_page(addr, |pt, _| pt.entries.iter().any(|&(a, _)| a == addr))
+            .unwrap_or(false)
+    }
+
+    /// A device atomic add of `v` on the `u64` at `addr`; `None` if the device would fault.
+    fn device_add(ctx: &SvmContext<TestDriver>, addr: usize, v: u64) -> Option<u64> {
+        ctx.with_atomic_page(addr & !(P - 1), |_, page| {
+            page.atomic::<u64>(addr % P)
+                .map(|a| a.fetch_add(v, Relaxed))
+        })
+        .and_then(|r| r.ok())
+    }
+
+    /// Fault and add, retrying the way a device would when the grant is lost meanwhile.
+    fn device_add_faulting(ctx: &SvmContext<TestDriver>, addr: usize, v: u64) -> Result<u64> {
+        for _ in 0..100 {
+            if let Some(old) = device_add(ctx, addr, v) {
+                return Ok(old);
+            }
+            ctx.atomic_fault(addr & !(P - 1), 1)?;
+        }
+        Err(EBUSY)
+    }
+
+    #[test]
+    fn single_grant_and_cpu_revoke() -> Result {
+        let mem = UserMem::new(Kind::Anon, P)?;
+        mem.write_u64(0, 10)?;
+        let ctx = ctx(&DEV_A)?;
+        assert_eq!(device_add(&ctx, mem.addr(), 1), None);
+        ctx.atomic_fault(mem.addr(), 1)?;
+        assert!(mapped(&ctx, mem.addr()));
+        assert_eq!(device_add(&ctx, mem.addr(), 5), Some(10));
+
+        let s = ctx.stats().snapshot();
+        assert_eq!(s.faults, 1);
+        assert_eq!(s.pages_granted, 1);
+        assert_eq!(s.retries, 0);
+        // The grant's own EXCLUSIVE event reached the notifier and was ignored.
+        assert!(s.own_events_ignored >= 1);
+        assert_eq!(s.revocations_total(), 0);
+
+        // The CPU takes the page back: the device PTE is gone, the data is the device's.
+        assert_eq!(mem.read_u64(0)?, 15);
+        assert!(!ctx.is_granted(mem.addr()));
+        assert!(!mapped(&ctx, mem.addr()));
+        let s = ctx.stats().snapshot();
+        assert_eq!(s.revoked_by(RevokeCause::CpuFault), 1);
+        assert_eq!(s.pages_revoked, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn fault_on_held_page_is_a_no_op() -> Result {
+        let mem = UserMem::new(Kind::Anon, P)?;
+        mem.write_u64(0, 1)?;
+        let ctx = ctx(&DEV_A)?;
+        ctx.atomic_fault(mem.addr(), 1)?;
+        ctx.atomic_fault(mem.addr(), 1)?;
+        let s = ctx.stats().snapshot();
+        assert_eq!(s.pages_granted, 1);
+        assert_eq!(s.pages_already_mapped, 1);
+        assert_eq!(
+            ctx.with_atomic_page(mem.addr(), |pt, _| pt.entries.len()),
+            Some(1)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn bad_arguments_are_einval() -> Result {
+        let mem = UserMem::new(Kind::Anon, P)?;
+        let ctx = ctx(&DEV_A)?;
+        assert_eq!(ctx.atomic_fault(mem.addr() + 8, 1), Err(EINVAL));
+        assert_eq!(ctx.atomic_fault(mem.addr(), 0), Err(EINVAL));
+        assert_eq!(ctx.atomic_fault(mem.addr(), usize::MAX / P), Err(EINVAL));
+        assert_eq!(ctx.atomic_fault(usize::MAX - P + 1, 2), Err(EINVAL));
+        Ok(())
+    }
+
+    #[test]
+    fn mm_errors_pass_through() -> Result {
+        let shared = UserMem::new(Kind::Shared, P)?;
+        let ro = UserMem::new(Kind::AnonReadOnly, P)?;
+        let ctx = ctx(&DEV_A)?;
+        assert_eq!(ctx.atomic_fault(shared.addr(), 1), Err(EOPNOTSUPP));
+        assert_eq!(ctx.atomic_fault(ro.addr(), 1), Err(EFAULT));
+        assert_eq!(ctx.granted_pages(), 0);
+        assert_eq!(ctx.stats().snapshot().errors, 2);
+        Ok(())
+    }
+
+    #[test]
+    fn two_devices_alternate_on_one_page() -> Result {
+        let mem = UserMem::new(Kind::Anon, P)?;
+        mem.write_u64(0, 0)?;
+        let a = ctx(&DEV_A)?;
+        let b = ctx(&DEV_B)?;
+        for _ in 0..20 {
+            device_add_faulting(&a, mem.addr(), 1)?;
+            device_add_faulting(&b, mem.addr(), 2)?;
+            // Each device's grant revoked the other's.
+            assert!(!a.is_granted(mem.addr()));
+        }
+        assert_eq!(mem.read_u64(0)?, 60);
+        let (sa, sb) = (a.stats().snapshot(), b.stats().snapshot());
+        assert_eq!(sa.pages_granted, 20);
+        assert_eq!(sb.pages_granted, 20);
+        assert!(sa.revocations_total() >= 20);
+        // Own events never made a device retry.
+        assert_eq!(sa.retries + sb.retries, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn batch_over_a_thp() -> Result {
+        let mem = UserMem::new_thp()?;
+        let n = PMD_SIZE / P;
+        for i in 0..n {
+            mem.write_u64(i * P, i as u64)?;
+        }
+        let ctx = ctx(&DEV_A)?;
+        // One call over all 512 pages of one folio: each page's folio lock is released before
+        // the next page is taken, or this would deadlock on itself.
+        ctx.atomic_fault(mem.addr(), n)?;
+        assert_eq!(ctx.granted_pages(), n);
+        assert_eq!(ctx.stats().snapshot().pages_granted, n as u64);
+        assert_eq!(ctx.chunk_count(), 1);
+        for i in (0..n).step_by(37) {
+            assert_eq!(device_add(&ctx, mem.addr() + i * P, 1000), Some(i as u64));
+        }
+        assert_eq!(mem.read_u64(37 * P)?, 1037);
+        assert_eq!(ctx.granted_pages(), n - 1);
+        Ok(())
+    }
+
+    static INJECT_AT: crate::sync::atomic::Atomic<usize> = crate::sync::atomic::Atomic::new(0);
+
+    /// Zaps the page after `addr` once, between the grant and its sequence check.
+    fn inject_once(_addr: usize) {
+        let target = INJECT_AT.xchg(0, Relaxed);
+        if target != 0 {
+            // SAFETY: Test-only: the page lies in a mapping of the test's own mm.
+            unsafe {
+                bindings::do_madvise(
+                    (*bindings::get_current()).mm,
+                    target,
+                    PAGE_SIZE,
+                    bindings::MADV_DONTNEED as i32,
+                )
+            };
+        }
+    }
+
+    fn inject_always(addr: usize) {
+        INJECT_AT.store(addr + P, Relaxed);
+        inject_once(addr);
+    }
+
+    fn ctx_with_hook(hook: fn(usize), timeout: Delta) -> Result<Pin<KBox<SvmContext<TestDriver>>>> {
+        let mm = current_mm().ok_or(EINVAL)?;
+        let pt = TestPt {
+            entries: KVec::with_capacity(16, GFP_KERNEL)?,
+            unmaps: 0,
+        };
+        let mut config = Config::new(Owner::from_ptr(&DEV_A));
+        config.test_hook = Some(hook);
+        config.timeout = timeout;
+        KBox::pin_init(SvmContext::new(&mm, pt, config), GFP_KERNEL)
+    }
+
+    #[test]
+    fn collision_causes_exactly_one_retry() -> Result {
+        let mem = UserMem::new(Kind::Anon, 2 * P)?;
+        mem.write_u64(0, 1)?;
+        mem.write_u64(P, 2)?;
+        let ctx = ctx_with_hook(inject_once, Config::DEFAULT_TIMEOUT)?;
+        INJECT_AT.store(mem.addr() + P, Relaxed);
+        ctx.atomic_fault(mem.addr(), 1)?;
+        let s = ctx.stats().snapshot();
+        assert_eq!(s.retries, 1);
+        assert_eq!(s.pages_granted, 1);
+        assert!(ctx.is_granted(mem.addr()));
+        Ok(())
+    }
+
+    #[test]
+    fn deadline_expiry_is_ebusy() -> Result {
+        let mem = UserMem::new(Kind::Anon, 2 * P)?;
+        mem.write_u64(0, 1)?;
+        let ctx = ctx_with_hook(inject_always, Delta::from_millis(20))?;
+        assert_eq!(ctx.atomic_fault(mem.addr(), 1), Err(EBUSY));
+        let s = ctx.stats().snapshot();
+        assert_eq!(s.timeouts, 1);
+        assert!(s.retries >= 1);
+        assert!(!ctx.is_granted(mem.addr()));
+        // No folio was left locked: the CPU can use the page.
+        assert_eq!(mem.read_u64(0)?, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn munmap_and_dontneed_revoke() -> Result {
+        let mem = UserMem::new(Kind::Anon, 2 * P)?;
+        mem.write_u64(0, 1)?;
+        mem.write_u64(P, 1)?;
+        let ctx = ctx(&DEV_A)?;
+        ctx.atomic_fault(mem.addr(), 2)?;
+        mem.madvise(0, P, bindings::MADV_DONTNEED)?;
+        assert!(!ctx.is_granted(mem.addr()));
+        assert!(ctx.is_granted(mem.addr() + P));
+        mem.unmap(P, P)?;
+        assert_eq!(ctx.granted_pages(), 0);
+        let s = ctx.stats().snapshot();
+        assert_eq!(s.revoked_by(RevokeCause::CpuFault), 1);
+        assert_eq!(s.revoked_by(RevokeCause::Unmap), 1);
+        assert_eq!(ctx.atomic_fault(mem.addr() + P, 1), Err(EFAULT));
+        Ok(())
+    }
+
+    #[test]
+    fn per_fault_mode_and_trim() -> Result {
+        let mem = UserMem::new(Kind::Anon, 4 * P)?;
+        for i in 0..4 {
+            mem.write_u64(i * P, i as u64)?;
+        }
+        let ctx = context(&DEV_A, NotifierMode::PerFault)?;
+        ctx.atomic_fault(mem.addr(), 4)?;
+        assert_eq!(ctx.granted_pages(), 4);
+        assert_eq!(device_add(&ctx, mem.addr() + 2 * P, 1), Some(2));
+        assert_eq!(mem.read_u64(2 * P)?, 3);
+        // A chunk with grants is kept; once empty it can be trimmed.
+        assert_eq!(ctx.chunk_count(), 1);
+        ctx.trim();
+        assert_eq!(ctx.chunk_count(), 1);
+        ctx.revoke_all();
+        ctx.trim();
+        assert_eq!(ctx.chunk_count(), 0);
+        // Pages come back to the CPU with the device's writes.
+        assert_eq!(mem.read_u64(3 * P)?, 3);
+        Ok(())
+    }
+
+    #[test]
+    fn atomic_page_rejects_bad_offsets() -> Result {
+        let mem = UserMem::new(Kind::Anon, P)?;
+        mem.write_u64(0, 1)?;
+        let ctx = ctx(&DEV_A)?;
+        ctx.atomic_fault(mem.addr(), 1)?;
+        let r = ctx.with_atomic_page(mem.addr(), |_, page| {
+            (
+                page.atomic::<u64>(4).err(),
+                page.atomic::<u32>(P - 2).err(),
+                page.atomic::<u64>(P).err(),
+                page.atomic::<u32>(P - 4).is_ok(),
+            )
+        });
+        assert_eq!(r, Some((Some(EINVAL), Some(EINVAL), Some(EINVAL), true)));
+        Ok(())
+    }
+}
