@@ -80,6 +80,8 @@ EOT
 fi
 
 if [ "$("$TOOLS/bin/bindgen" --version 2>/dev/null)" != "bindgen $BINDGEN_VERSION" ]; then
+	# rustup's cargo may not be on PATH in non-interactive shells.
+	[ -x "$HOME/.cargo/bin/cargo" ] && PATH=$PATH:$HOME/.cargo/bin
 	command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first"
 	log "cargo install bindgen-cli $BINDGEN_VERSION"
 	cargo install -q --locked --root "$TOOLS" bindgen-cli --version "$BINDGEN_VERSION"
