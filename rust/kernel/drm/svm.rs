@@ -29,16 +29,19 @@
 use crate::{
     mm::mmu_notifier::Owner,
     prelude::*,
+    sync::Arc,
     time::Delta, //
 };
 
 mod context;
 mod notifier;
 mod page;
+mod residency;
 pub mod stats;
 
 pub use context::SvmContext;
 pub use page::AtomicPage;
+pub use residency::Residency;
 pub use stats::{
     RevokeCause,
     Snapshot,
@@ -77,7 +80,7 @@ pub enum NotifierMode {
 }
 
 /// Tunables of an [`SvmContext`].
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub struct Config {
     /// The device's owner cookie, passed to `make_device_exclusive()`; invalidations carrying
     /// it are the device's own and are ignored.
@@ -86,6 +89,9 @@ pub struct Config {
     pub timeout: Delta,
     /// How grants are watched.
     pub notifiers: NotifierMode,
+    /// A minimum residency shared with other devices' contexts, or `None` (nouveau's
+    /// behaviour: a grant can be taken away at once).
+    pub residency: Option<Arc<Residency>>,
     /// Called between `make_device_exclusive()` and the sequence check, for tests that inject
     /// invalidations there.
     #[cfg(CONFIG_RUST_DRM_SVM_KUNIT_TEST)]
@@ -103,6 +109,7 @@ impl Config {
             owner,
             timeout: Self::DEFAULT_TIMEOUT,
             notifiers: NotifierMode::LongLived,
+            residency: None,
             #[cfg(CONFIG_RUST_DRM_SVM_KUNIT_TEST)]
             test_hook: None,
         }

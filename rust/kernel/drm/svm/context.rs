@@ -11,6 +11,7 @@ use super::{
     Config,
     Driver,
     NotifierMode,
+    Residency,
     Stats, //
 };
 use crate::{
@@ -71,15 +72,22 @@ pub(super) struct State<T: Driver> {
 }
 
 impl<T: Driver> State<T> {
-    /// Forgets the grants of pages `[first, end)`; returns how many there were. Does not sleep.
-    pub(super) fn remove_grants(&mut self, first: usize, end: usize) -> u64 {
+    /// Forgets the grants of pages `[first, end)`, telling `on_remove` each page index; returns
+    /// how many there were. Does not sleep.
+    pub(super) fn remove_grants(
+        &mut self,
+        first: usize,
+        end: usize,
+        mut on_remove: impl FnMut(usize),
+    ) -> u64 {
         let mut removed = 0;
         let mut cursor = self.grants.cursor_lower_bound_mut(&first);
         while let Some(c) = cursor {
             if *c.current().0 >= end {
                 break;
             }
-            let (next, _node) = c.remove_current();
+            let (next, node) = c.remove_current();
+            on_remove(node.to_key_value().0);
             removed += 1;
             cursor = next;
         }
@@ -91,6 +99,9 @@ impl<T: Driver> State<T> {
 #[pin_data]
 pub(super) struct Shared<T: Driver> {
     pub(super) owner: Owner,
+    /// The mm, as a key for [`Residency`].
+    pub(super) mm_key: usize,
+    pub(super) residency: Option<Arc<Residency>>,
     /// The task inside `make_device_exclusive()` for this context, or 0. Invalidations it
     /// causes itself (faulting the page back from another device, splitting a PMD) are part
     /// of the grant being made, not a collision with it.
@@ -98,6 +109,19 @@ pub(super) struct Shared<T: Driver> {
     #[pin]
     pub(super) state: Mutex<State<T>>,
     pub(super) stats: Stats,
+}
+
+impl<T: Driver> Shared<T> {
+    pub(super) fn owner_key(&self) -> usize {
+        self.owner.as_ptr() as usize
+    }
+
+    /// Forgets this device's residency on page `index`, which it lost. Does not sleep.
+    pub(super) fn forget(&self, index: usize) {
+        if let Some(residency) = &self.residency {
+            residency.forget(self.mm_key, index, self.owner_key());
+        }
+    }
 }
 
 /// The shared virtual memory state of one device for one address space.
@@ -126,9 +150,12 @@ pub struct SvmContext<T: Driver> {
 impl<T: Driver> SvmContext<T> {
     /// Creates a context for `mm` (usually the opener's) with the device page table `pt`.
     pub fn new(mm: &MmWithUser, pt: T::PageTable, config: Config) -> impl PinInit<Self, Error> {
+        let (owner, residency) = (config.owner, config.residency.clone());
         let shared = Arc::pin_init(
             pin_init!(Shared {
-                owner: config.owner,
+                owner,
+                mm_key: mm.as_raw() as usize,
+                residency,
                 granting_task: Atomic::new(0),
                 state <- new_mutex!(State {
                     pt,
@@ -238,7 +265,8 @@ impl<T: Driver> SvmContext<T> {
     /// Revokes every grant of the device (for example before the device is reset).
     pub fn revoke_all(&self) {
         let mut state = self.shared.state.lock();
-        if state.remove_grants(0, usize::MAX) > 0 {
+        let shared = &self.shared;
+        if state.remove_grants(0, usize::MAX, |i| shared.forget(i)) > 0 {
             T::unmap(&mut state.pt, 0, usize::MAX);
         }
     }
@@ -266,6 +294,14 @@ impl<T: Driver> SvmContext<T> {
                 c.remove_current().0
             };
         }
+    }
+
+    /// A function that runs the chunk notifier of `addr` on that page as a non-blockable (or
+    /// blockable) `MMU_NOTIFY_CLEAR`, for tests.
+    #[cfg(CONFIG_RUST_DRM_SVM_KUNIT_TEST)]
+    pub(super) fn test_invalidator(&self, addr: usize) -> Option<impl Fn(bool) -> bool> {
+        let chunk = self.chunks.lock().get(&(addr / CHUNK_SIZE))?.clone();
+        Some(move |blockable| chunk.invalidate_for_test(addr, PAGE_SIZE, blockable))
     }
 
     /// Number of long-lived notifiers.
@@ -348,6 +384,18 @@ impl<T: Driver> SvmContext<T> {
                 )?),
             };
             let seq_notifier: &ChunkNotifier<T> = per_fault.as_deref().unwrap_or(chunk);
+            if let Some(residency) = &shared.residency {
+                if let Some(left) =
+                    residency.remaining(shared.mm_key, addr >> PAGE_SHIFT, shared.owner_key())
+                {
+                    // Back off for the rest of the other device's slice, within our deadline.
+                    let budget = self.config.timeout - started.elapsed();
+                    if budget > Delta::ZERO {
+                        shared.stats.residency_wait();
+                        fsleep(if left < budget { left } else { budget });
+                    }
+                }
+            }
             let seq = seq_notifier.read_begin();
 
             shared
@@ -384,6 +432,9 @@ impl<T: Driver> SvmContext<T> {
             grant.mark_dirty();
             drop(state);
             drop(grant);
+            if let Some(residency) = &shared.residency {
+                residency.record(shared.mm_key, addr >> PAGE_SHIFT, shared.owner_key());
+            }
             shared.stats.granted();
             return Ok(());
         }

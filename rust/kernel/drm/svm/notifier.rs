@@ -77,7 +77,10 @@ impl<T: Driver> MmuIntervalNotifierOps for Chunk<T> {
         // Only the part of the range this notifier covers concerns it.
         let start = range.start().max(notifier.start());
         let end = range.end().min(notifier.last().saturating_add(1));
-        let removed = state.remove_grants(start >> PAGE_SHIFT, end.div_ceil(1 << PAGE_SHIFT));
+        let removed =
+            state.remove_grants(start >> PAGE_SHIFT, end.div_ceil(1 << PAGE_SHIFT), |i| {
+                shared.forget(i)
+            });
         if removed > 0 {
             T::unmap(&mut state.pt, start, end);
             shared

@@ -102,6 +102,7 @@ pub struct Stats {
     revocations: [Atomic<u64>; RevokeCause::COUNT],
     pages_revoked: Atomic<u64>,
     nonblocking_busy: Atomic<u64>,
+    residency_waits: Atomic<u64>,
     latency_us: [Atomic<u64>; LATENCY_BUCKETS],
 }
 
@@ -128,6 +129,8 @@ pub struct Snapshot {
     pub pages_revoked: u64,
     /// Non-blockable invalidations refused because the page-table lock was held.
     pub nonblocking_busy: u64,
+    /// Faults that waited for another device's minimum residency to end.
+    pub residency_waits: u64,
     /// Fault latency histogram, see [`LATENCY_BUCKETS`].
     pub latency_us: [u64; LATENCY_BUCKETS],
 }
@@ -157,6 +160,7 @@ impl Stats {
             revocations: [const { Atomic::new(0) }; RevokeCause::COUNT],
             pages_revoked: Atomic::new(0),
             nonblocking_busy: Atomic::new(0),
+            residency_waits: Atomic::new(0),
             latency_us: [const { Atomic::new(0) }; LATENCY_BUCKETS],
         }
     }
@@ -193,6 +197,10 @@ impl Stats {
         self.nonblocking_busy.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn residency_wait(&self) {
+        self.residency_waits.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn revoked(&self, cause: RevokeCause, pages: u64) {
         self.revocations[cause.index()].fetch_add(1, Relaxed);
         self.pages_revoked.fetch_add(pages, Relaxed);
@@ -217,6 +225,7 @@ impl Stats {
             revocations: core::array::from_fn(|i| self.revocations[i].load(Relaxed)),
             pages_revoked: self.pages_revoked.load(Relaxed),
             nonblocking_busy: self.nonblocking_busy.load(Relaxed),
+            residency_waits: self.residency_waits.load(Relaxed),
             latency_us: core::array::from_fn(|i| self.latency_us[i].load(Relaxed)),
         }
     }
