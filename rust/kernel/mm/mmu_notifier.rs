@@ -332,6 +332,29 @@ impl<T: MmuIntervalNotifierOps> MmuIntervalNotifier<T> {
         unsafe { (*self.notifier.get()).interval_tree.last }
     }
 
+    /// Calls the invalidate callback as the core would for `[start, start + len)`, with the
+    /// current sequence (so read sections are not disturbed), for tests of callbacks in
+    /// situations that are hard to provoke, such as non-blockable invalidations.
+    #[cfg(CONFIG_RUST_DRM_SVM_KUNIT_TEST)]
+    pub(crate) fn invalidate_for_test(&self, start: usize, len: usize, blockable: bool) -> bool {
+        let range = bindings::mmu_notifier_range {
+            mm: self.mm().as_raw(),
+            start,
+            end: start + len,
+            flags: if blockable {
+                bindings::MMU_NOTIFIER_RANGE_BLOCKABLE
+            } else {
+                0
+            },
+            event: bindings::mmu_notifier_event_MMU_NOTIFY_CLEAR,
+            owner: core::ptr::null_mut(),
+        };
+        // SAFETY: The notifier is inserted by the type invariant.
+        let seq = unsafe { (*self.notifier.get()).invalidate_seq };
+        // SAFETY: `notifier` is ours and `range` is valid for the call.
+        unsafe { Self::invalidate_callback(self.notifier.get(), &range, seq) }
+    }
+
     /// # Safety
     ///
     /// Only the notifier core calls this, with the `notifier` field of a live `Self` and a valid

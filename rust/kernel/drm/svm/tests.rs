@@ -11,6 +11,7 @@ mod kunit {
             Config,
             Driver,
             NotifierMode,
+            Residency,
             RevokeCause,
             SvmContext, //
         },
@@ -23,8 +24,18 @@ mod kunit {
         mm::mmu_notifier::Owner,
         page::PAGE_SIZE,
         prelude::*,
-        sync::atomic::Relaxed,
-        time::Delta,
+        sync::{
+            atomic::{
+                Atomic,
+                Relaxed, //
+            },
+            Arc,
+        },
+        time::{
+            delay::fsleep,
+            Delta, //
+        },
+        workqueue,
     };
 
     const P: usize = PAGE_SIZE;
@@ -184,6 +195,45 @@ mod kunit {
         assert!(sa.revocations_total() >= 20);
         // Own events never made a device retry.
         assert_eq!(sa.retries + sb.retries, 0);
+        // Without a residency policy nobody waits.
+        assert_eq!(sa.residency_waits + sb.residency_waits, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn residency_makes_the_contender_back_off() -> Result {
+        let mem = UserMem::new(Kind::Anon, P)?;
+        mem.write_u64(0, 0)?;
+        let residency = Residency::new(Delta::from_millis(2))?;
+        let mk = |owner: &'static u8| -> Result<Pin<KBox<SvmContext<TestDriver>>>> {
+            let mm = current_mm().ok_or(EINVAL)?;
+            let pt = TestPt {
+                entries: KVec::with_capacity(4, GFP_KERNEL)?,
+                unmaps: 0,
+            };
+            let mut config = Config::new(Owner::from_ptr(owner));
+            config.residency = Some(residency.clone());
+            KBox::pin_init(SvmContext::new(&mm, pt, config), GFP_KERNEL)
+        };
+        let a = mk(&DEV_A)?;
+        let b = mk(&DEV_B)?;
+        for _ in 0..5 {
+            device_add_faulting(&a, mem.addr(), 1)?;
+            device_add_faulting(&b, mem.addr(), 1)?;
+        }
+        assert_eq!(mem.read_u64(0)?, 10);
+        // Each takeover came right after the other device's grant, inside its slice.
+        assert!(b.stats().snapshot().residency_waits >= 5);
+        assert!(a.stats().snapshot().residency_waits >= 4);
+        // A page the CPU took back carries no residency: the next grant does not wait.
+        let waits = a.stats().snapshot().residency_waits;
+        device_add_faulting(&a, mem.addr(), 1)?;
+        assert_eq!(a.stats().snapshot().residency_waits, waits);
+        assert_eq!(mem.read_u64(0)?, 11);
+        let waits = b.stats().snapshot().residency_waits;
+        device_add_faulting(&b, mem.addr(), 1)?;
+        assert_eq!(b.stats().snapshot().residency_waits, waits);
+        assert_eq!(mem.read_u64(0)?, 12);
         Ok(())
     }
 
@@ -313,6 +363,101 @@ mod kunit {
         assert_eq!(ctx.chunk_count(), 0);
         // Pages come back to the CPU with the device's writes.
         assert_eq!(mem.read_u64(3 * P)?, 3);
+        Ok(())
+    }
+
+    #[test]
+    fn nonblockable_invalidate_with_lock_held_fails() -> Result {
+        let mem = UserMem::new(Kind::Anon, P)?;
+        mem.write_u64(0, 1)?;
+        let ctx = ctx(&DEV_A)?;
+        ctx.atomic_fault(mem.addr(), 1)?;
+        let invalidate = ctx.test_invalidator(mem.addr()).ok_or(EINVAL)?;
+        // The page-table lock is held: a non-blockable invalidation must not wait for it.
+        let refused = ctx.with_atomic_page(mem.addr(), |_, _| !invalidate(false));
+        assert_eq!(refused, Some(true));
+        assert_eq!(ctx.stats().snapshot().nonblocking_busy, 1);
+        assert!(ctx.is_granted(mem.addr()));
+        // Uncontended, it proceeds and revokes.
+        assert!(invalidate(false));
+        assert!(!ctx.is_granted(mem.addr()));
+        assert_eq!(mem.read_u64(0)?, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn stress_devices_and_workers_exact_sum() -> Result {
+        const DEVICES: usize = 3;
+        const WORKERS: usize = 2;
+        const ADDS: usize = 150;
+        static DEVS: [u8; DEVICES] = [0; DEVICES];
+        let mem = UserMem::new(Kind::Anon, 2 * P)?;
+        mem.write_u64(0, 0)?;
+        mem.write_u64(P + 8, 0)?;
+        let mm = current_mm().ok_or(EINVAL)?;
+        let done = Arc::new(Atomic::new(0usize), GFP_KERNEL)?;
+        let failed = Arc::new(Atomic::new(0usize), GFP_KERNEL)?;
+        let mut contexts = KVec::new();
+        for dev in &DEVS {
+            let pt = TestPt {
+                entries: KVec::with_capacity(4, GFP_KERNEL)?,
+                unmaps: 0,
+            };
+            let ctx = Arc::pin_init(
+                SvmContext::<TestDriver>::new(&mm, pt, Config::new(Owner::from_ptr(dev))),
+                GFP_KERNEL,
+            )?;
+            contexts.push(ctx, GFP_KERNEL)?;
+        }
+        for ctx in &contexts {
+            for w in 0..WORKERS {
+                let (ctx, done, failed) = (ctx.clone(), done.clone(), failed.clone());
+                // Half the workers hit one u64, the others one on the next page.
+                let addr = if w % 2 == 0 {
+                    mem.addr()
+                } else {
+                    mem.addr() + P + 8
+                };
+                workqueue::system_long().try_spawn(GFP_KERNEL, move || {
+                    for _ in 0..ADDS {
+                        let mut ok = false;
+                        for _ in 0..10_000 {
+                            if device_add(&ctx, addr, 1).is_some() {
+                                ok = true;
+                                break;
+                            }
+                            if ctx.atomic_fault(addr & !(P - 1), 1).is_err() {
+                                break;
+                            }
+                        }
+                        if !ok {
+                            failed.fetch_add(1, Relaxed);
+                        }
+                    }
+                    done.fetch_add(1, Relaxed);
+                })?;
+            }
+        }
+        // The CPU keeps taking the pages back while the devices work.
+        let mut cpu_reads = 0;
+        while done.load(Relaxed) < DEVICES * WORKERS {
+            mem.read_u64(0)?;
+            mem.read_u64(P + 8)?;
+            cpu_reads += 1;
+            fsleep(Delta::from_micros(200));
+        }
+        assert_eq!(failed.load(Relaxed), 0);
+        let half = (DEVICES * WORKERS / 2 * ADDS) as u64;
+        assert_eq!(mem.read_u64(0)?, half);
+        assert_eq!(mem.read_u64(P + 8)?, half);
+        assert!(cpu_reads > 0);
+        let mut granted = 0;
+        for ctx in &contexts {
+            let s = ctx.stats().snapshot();
+            assert!(s.pages_granted > 0);
+            granted += s.pages_granted;
+        }
+        assert!(granted >= 2);
         Ok(())
     }
 
