@@ -366,6 +366,33 @@ mod kunit {
         Ok(())
     }
 
+    /// Sets the disposition of SIGKILL for this test kthread (1 = ignore, 2 = deliver).
+    fn sigkill_action(action: usize) {
+        // SAFETY: `SIG_IGN` and `SIG_KTHREAD` are the small integers the C API uses as special
+        // handlers; they are stored, never called.
+        let handler = unsafe { core::mem::transmute::<usize, bindings::__sighandler_t>(action) };
+        // SAFETY: Changing our own kthread's disposition is what `allow_signal()` does.
+        unsafe { bindings::kernel_sigaction(bindings::SIGKILL as i32, handler) };
+    }
+
+    #[test]
+    fn fatal_signal_is_eintr() -> Result {
+        let mem = UserMem::new(Kind::Anon, P)?;
+        mem.write_u64(0, 1)?;
+        let ctx = ctx(&DEV_A)?;
+        sigkill_action(2);
+        // SAFETY: Sends SIGKILL to the current (test) thread, which now accepts it.
+        unsafe { bindings::send_sig(bindings::SIGKILL as i32, bindings::get_current(), 1) };
+        let ret = ctx.atomic_fault(mem.addr(), 1);
+        // SAFETY: Clears the signal we sent ourselves.
+        unsafe { bindings::flush_signals(bindings::get_current()) };
+        sigkill_action(1);
+        assert_eq!(ret, Err(EINTR));
+        assert!(!ctx.is_granted(mem.addr()));
+        assert_eq!(mem.read_u64(0)?, 1);
+        Ok(())
+    }
+
     #[test]
     fn nonblockable_invalidate_with_lock_held_fails() -> Result {
         let mem = UserMem::new(Kind::Anon, P)?;
