@@ -93,7 +93,7 @@ impl<T: Driver> MmuIntervalNotifierOps for Chunk<T> {
         // it would make the fault retry forever, since every new attempt faults back the
         // exclusive entry the previous one made.
         if shared.granting_task.load(Relaxed) == Task::current_raw() as usize {
-            shared.stats.own_event();
+            shared.stats.own_invalidation();
         } else {
             seq.set();
         }

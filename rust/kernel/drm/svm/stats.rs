@@ -99,6 +99,7 @@ pub struct Stats {
     timeouts: Atomic<u64>,
     errors: Atomic<u64>,
     own_events_ignored: Atomic<u64>,
+    own_invalidations: Atomic<u64>,
     revocations: [Atomic<u64>; RevokeCause::COUNT],
     pages_revoked: Atomic<u64>,
     nonblocking_busy: Atomic<u64>,
@@ -121,8 +122,11 @@ pub struct Snapshot {
     pub timeouts: u64,
     /// Faults that failed otherwise.
     pub errors: u64,
-    /// `MMU_NOTIFY_EXCLUSIVE` events of this device's own grants, ignored.
+    /// `MMU_NOTIFY_EXCLUSIVE` events of this device's own grants, ignored before any lock.
     pub own_events_ignored: u64,
+    /// Other invalidations made by a grant in progress itself (faulting the page back from
+    /// another device, splitting a PMD), which therefore did not force a retry.
+    pub own_invalidations: u64,
     /// Invalidations that removed at least one grant, by cause ([`RevokeCause::ALL`] order).
     pub revocations: [u64; RevokeCause::COUNT],
     /// Pages whose grant was removed.
@@ -157,6 +161,7 @@ impl Stats {
             timeouts: Atomic::new(0),
             errors: Atomic::new(0),
             own_events_ignored: Atomic::new(0),
+            own_invalidations: Atomic::new(0),
             revocations: [const { Atomic::new(0) }; RevokeCause::COUNT],
             pages_revoked: Atomic::new(0),
             nonblocking_busy: Atomic::new(0),
@@ -193,6 +198,10 @@ impl Stats {
         self.own_events_ignored.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn own_invalidation(&self) {
+        self.own_invalidations.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn busy(&self) {
         self.nonblocking_busy.fetch_add(1, Relaxed);
     }
@@ -222,6 +231,7 @@ impl Stats {
             timeouts: self.timeouts.load(Relaxed),
             errors: self.errors.load(Relaxed),
             own_events_ignored: self.own_events_ignored.load(Relaxed),
+            own_invalidations: self.own_invalidations.load(Relaxed),
             revocations: core::array::from_fn(|i| self.revocations[i].load(Relaxed)),
             pages_revoked: self.pages_revoked.load(Relaxed),
             nonblocking_busy: self.nonblocking_busy.load(Relaxed),
