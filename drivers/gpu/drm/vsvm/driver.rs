@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The DRM driver and its instances.
+
+use kernel::{
+    device::DeviceContext,
+    drm::{
+        self,
+        gem,
+        ioctl, //
+    },
+    faux,
+    prelude::*,
+    str::CString,
+    sync::Arc, //
+};
+
+use crate::{
+    file::File,
+    gem::VsvmObject, //
+};
+
+/// The vsvm DRM driver.
+pub(crate) struct VsvmDriver;
+
+/// Per-device data: which GPU this is and the policy it shares with the others.
+pub(crate) struct VsvmData {
+    /// Index of the device, `0..devices`.
+    pub(crate) index: u32,
+    /// The contention policy shared by all instances, if enabled.
+    pub(crate) residency: Option<Arc<kernel::drm::svm::Residency>>,
+}
+
+/// The DRM device type of this driver.
+pub(crate) type VsvmDevice<Ctx = drm::Normal> = drm::Device<VsvmDriver, Ctx>;
+
+const INFO: drm::DriverInfo = drm::DriverInfo {
+    major: 0,
+    minor: 1,
+    patchlevel: 0,
+    name: c"vsvm",
+    desc: c"Virtual SVM GPU",
+};
+
+#[vtable]
+impl drm::Driver for VsvmDriver {
+    type Data = VsvmData;
+    type RegistrationData<'a> = ();
+    type File = File;
+    type Object = gem::Object<VsvmObject>;
+    type ParentDevice<Ctx: DeviceContext> = faux::Device<Ctx>;
+
+    const INFO: drm::DriverInfo = INFO;
+    const FEAT_RENDER: bool = true;
+
+    kernel::declare_drm_ioctls! {
+        (VSVM_ATOMIC, drm_vsvm_atomic, ioctl::RENDER_ALLOW, File::atomic),
+        (VSVM_ATOMIC_RANGE, drm_vsvm_atomic_range, ioctl::RENDER_ALLOW, File::atomic_range),
+        (VSVM_PREFETCH, drm_vsvm_prefetch, ioctl::RENDER_ALLOW, File::prefetch),
+        (VSVM_QUERY, drm_vsvm_query, ioctl::RENDER_ALLOW, File::query),
+        (VSVM_STATS, drm_vsvm_stats, ioctl::RENDER_ALLOW, File::stats),
+    }
+}
+
+/// One virtual GPU: a faux device and the DRM device registered on it.
+///
+/// # Invariants
+///
+/// `_drm` borrows the device of `_faux`, which is boxed (its address is stable) and outlives
+/// `_drm`: fields drop in declaration order.
+pub(crate) struct Instance {
+    _drm: drm::Registration<'static, VsvmDriver>,
+    _faux: KBox<faux::Registration>,
+}
+
+impl Instance {
+    /// Creates and registers GPU number `index`.
+    pub(crate) fn new(
+        index: u32,
+        residency: Option<Arc<kernel::drm::svm::Residency>>,
+    ) -> Result<Self> {
+        let name = CString::try_from_fmt(fmt!("vsvm{index}"))?;
+        let faux = KBox::new(faux::Registration::new(&name, None)?, GFP_KERNEL)?;
+        let fdev: *const faux::Device<kernel::device::Bound> = (*faux).as_ref();
+        // SAFETY: The faux registration is boxed and dropped after `drm` (see the type
+        // invariants), so the device stays bound for as long as the reference is used.
+        let fdev: &'static faux::Device<kernel::device::Bound> = unsafe { &*fdev };
+        let data = VsvmData { index, residency };
+        let unregistered = drm::UnregisteredDevice::<VsvmDriver>::new(fdev, Ok::<_, Error>(data))?;
+        // SAFETY: The registration is stored in `Self` and dropped before the faux device; it
+        // is never forgotten.
+        let drm = unsafe { drm::Registration::new(fdev.as_ref(), unregistered, (), 0)? };
+        // INVARIANT: `drm` borrows `faux`'s device and is declared first.
+        Ok(Self {
+            _drm: drm,
+            _faux: faux,
+        })
+    }
+}

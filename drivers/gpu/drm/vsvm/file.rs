@@ -1,0 +1,278 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! An open render node: one process's SVM context on one device, and the ioctls.
+
+use kernel::{
+    drm::{
+        self,
+        svm::{
+            Config,
+            RevokeCause,
+            SvmContext, //
+        },
+        Registered,
+    },
+    mm::mmu_notifier::Owner,
+    page::PAGE_SIZE,
+    prelude::*,
+    sync::atomic::{
+        Atomic,
+        Relaxed, //
+    },
+    time::{
+        Delta,
+        Instant,
+        Monotonic, //
+    },
+    uapi,
+};
+
+use crate::{
+    driver::{
+        VsvmDevice,
+        VsvmDriver, //
+    },
+    ops::{
+        self,
+        Op,
+        Width, //
+    },
+    pt::{
+        PageTable,
+        VsvmSvm, //
+    },
+};
+
+/// How long one operation keeps faulting before it gives up with `EBUSY`.
+const OP_DEADLINE: Delta = Delta::from_millis(2000);
+/// Most pages one prefetch may grant.
+const PREFETCH_MAX: u64 = 1 << 18;
+
+/// The per-open state: the context binds the device to the opener's address space.
+#[pin_data]
+pub(crate) struct File {
+    #[pin]
+    ctx: SvmContext<VsvmSvm>,
+    device: u32,
+    ops: Atomic<u64>,
+}
+
+impl drm::file::DriverFile for File {
+    type Driver = VsvmDriver;
+
+    fn open(dev: &VsvmDevice) -> Result<Pin<KBox<Self>>> {
+        // The opener's address space; a kernel thread has none to share.
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let data = &**dev;
+        let mut config = Config::new(Owner::from_ptr(data));
+        config.residency = data.residency.clone();
+        KBox::pin_init(
+            try_pin_init!(File {
+                ctx <- SvmContext::new(mm, PageTable::new(), config),
+                device: data.index,
+                ops: Atomic::new(0),
+            }? Error),
+            GFP_KERNEL,
+        )
+    }
+}
+
+impl File {
+    /// The context, if the caller is the process that opened the file: a file descriptor
+    /// passed to another process, or kept across `exec()`, gives no access to either mm.
+    fn ctx(file: &drm::File<File>) -> Result<&SvmContext<VsvmSvm>> {
+        let this = file.inner().get_ref();
+        let task = kernel::current!();
+        match task.mm() {
+            Some(mm) if this.ctx.is_mm(mm) => Ok(&this.ctx),
+            _ => Err(EACCES),
+        }
+    }
+
+    /// Runs `f` on the granted page of `addr`, faulting it in as the device would, until it
+    /// succeeds or [`OP_DEADLINE`] passes. Returns `f`'s result and the faults taken.
+    fn with_page<R>(
+        ctx: &SvmContext<VsvmSvm>,
+        addr: usize,
+        mut f: impl FnMut(&kernel::drm::svm::AtomicPage<'_>) -> Result<R>,
+    ) -> Result<(R, u64)> {
+        let page = addr & !(PAGE_SIZE - 1);
+        let start = Instant::<Monotonic>::now();
+        let mut faults = 0;
+        loop {
+            let done = ctx.with_atomic_page(page, |pt, p| {
+                // The device walks its page table: only an atomic entry lets the op through.
+                if pt.is_atomic(page) {
+                    Some(f(p))
+                } else {
+                    None
+                }
+            });
+            if let Some(Some(r)) = done {
+                return Ok((r?, faults));
+            }
+            if faults > 0 && start.elapsed() > OP_DEADLINE {
+                return Err(EBUSY);
+            }
+            faults += 1;
+            ctx.atomic_fault(page, 1)?;
+        }
+    }
+
+    fn check_addr(addr: u64, width: Width) -> Result<usize> {
+        let addr = usize::try_from(addr).map_err(|_| EFAULT)?;
+        if addr % width.bytes() != 0 {
+            return Err(EINVAL);
+        }
+        Ok(addr)
+    }
+
+    /// IOCTL: one device atomic.
+    pub(crate) fn atomic(
+        _dev: &VsvmDevice<Registered>,
+        _reg: &(),
+        req: &mut uapi::drm_vsvm_atomic,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if req.flags != 0 {
+            return Err(EINVAL);
+        }
+        let op = Op::from_uapi(req.op)?;
+        let width = Width::from_uapi(req.width)?;
+        let addr = Self::check_addr(req.addr, width)?;
+        let ctx = Self::ctx(file)?;
+        let (operand, compare) = (req.operand, req.compare);
+        let (old, faults) = Self::with_page(ctx, addr, |p| {
+            ops::run(p, addr % PAGE_SIZE, width, op, operand, compare)
+        })?;
+        file.inner().ops.fetch_add(1, Relaxed);
+        req.result = old;
+        req.faults = faults.try_into().unwrap_or(u32::MAX);
+        Ok(0)
+    }
+
+    /// IOCTL: one device atomic over `count` addresses `stride` apart.
+    pub(crate) fn atomic_range(
+        _dev: &VsvmDevice<Registered>,
+        _reg: &(),
+        req: &mut uapi::drm_vsvm_atomic_range,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if req.flags != 0 || req.pad != 0 {
+            return Err(EINVAL);
+        }
+        let op = Op::from_uapi(req.op)?;
+        if op == Op::Cmpxchg {
+            return Err(EINVAL);
+        }
+        let width = Width::from_uapi(req.width)?;
+        if req.count == 0 || req.count > u64::from(uapi::DRM_VSVM_RANGE_MAX) {
+            return Err(EINVAL);
+        }
+        let addr = Self::check_addr(req.addr, width)?;
+        let stride = usize::try_from(req.stride).map_err(|_| EINVAL)?;
+        if stride % width.bytes() != 0 {
+            return Err(EINVAL);
+        }
+        let count = req.count as usize;
+        // The last operand must fit in the address space.
+        (count - 1)
+            .checked_mul(stride)
+            .and_then(|span| span.checked_add(addr))
+            .and_then(|last| last.checked_add(width.bytes()))
+            .ok_or(EINVAL)?;
+        let ctx = Self::ctx(file)?;
+        let (mut faults, mut sum, mut i) = (0u64, 0u64, 0usize);
+        while i < count {
+            let page = (addr + i * stride) & !(PAGE_SIZE - 1);
+            // All the operations that fall in this page run under one page-table lock.
+            let ((done, part), f) = Self::with_page(ctx, page, |p| {
+                let (mut j, mut part) = (i, 0u64);
+                while j < count {
+                    let a = addr + j * stride;
+                    if a & !(PAGE_SIZE - 1) != page {
+                        break;
+                    }
+                    let old = ops::run(p, a % PAGE_SIZE, width, op, req.operand, 0)?;
+                    part = part.wrapping_add(old);
+                    j += 1;
+                    if stride == 0 && j - i >= 512 {
+                        // Let the CPU and the other devices in now and then.
+                        break;
+                    }
+                }
+                Ok((j, part))
+            })?;
+            faults += f;
+            sum = sum.wrapping_add(part);
+            file.inner().ops.fetch_add((done - i) as u64, Relaxed);
+            i = done;
+        }
+        req.faults = faults;
+        req.sum = sum;
+        Ok(0)
+    }
+
+    /// IOCTL: grant the device atomic access to a range of pages ahead of use.
+    pub(crate) fn prefetch(
+        _dev: &VsvmDevice<Registered>,
+        _reg: &(),
+        req: &mut uapi::drm_vsvm_prefetch,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if req.flags != 0 || req.pad != 0 {
+            return Err(EINVAL);
+        }
+        if req.npages == 0 || req.npages > PREFETCH_MAX {
+            return Err(EINVAL);
+        }
+        let addr = usize::try_from(req.addr).map_err(|_| EFAULT)?;
+        let ctx = Self::ctx(file)?;
+        ctx.atomic_fault(addr, req.npages as usize)?;
+        Ok(0)
+    }
+
+    /// IOCTL: the device page table entry of an address.
+    pub(crate) fn query(
+        _dev: &VsvmDevice<Registered>,
+        _reg: &(),
+        req: &mut uapi::drm_vsvm_query,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if req.flags != 0 {
+            return Err(EINVAL);
+        }
+        let addr = usize::try_from(req.addr).map_err(|_| EFAULT)?;
+        let ctx = Self::ctx(file)?;
+        req.state = ctx
+            .with_atomic_page(addr & !(PAGE_SIZE - 1), |pt, _| {
+                pt.lookup(addr).map_or(0, |pte| pte.bits)
+            })
+            .unwrap_or(0);
+        Ok(0)
+    }
+
+    /// IOCTL: this file's counters.
+    pub(crate) fn stats(
+        _dev: &VsvmDevice<Registered>,
+        _reg: &(),
+        req: &mut uapi::drm_vsvm_stats,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        let ctx = Self::ctx(file)?;
+        let s = ctx.stats().snapshot();
+        req.ops = file.inner().ops.load(Relaxed);
+        req.faults = s.faults;
+        req.pages_granted = s.pages_granted;
+        req.retries = s.retries;
+        req.timeouts = s.timeouts;
+        for (i, cause) in RevokeCause::ALL.iter().enumerate() {
+            req.revocations[i] = s.revoked_by(*cause);
+        }
+        req.residency_waits = s.residency_waits;
+        req.device = file.inner().device;
+        req.pad = 0;
+        Ok(0)
+    }
+}

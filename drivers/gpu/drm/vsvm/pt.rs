@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The device page table: user address → page frame and permission bits.
+
+use kernel::{
+    drm::svm,
+    page::PAGE_SHIFT,
+    prelude::*,
+    rbtree::{
+        RBTree,
+        RBTreeNode, //
+    },
+    uapi,
+};
+
+/// One device page table entry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pte {
+    /// Page frame the entry maps.
+    #[expect(dead_code, reason = "what real hardware would be programmed with")]
+    pub(crate) pfn: usize,
+    /// `DRM_VSVM_PTE_*` bits.
+    pub(crate) bits: u32,
+}
+
+/// The page table of one vsvm device for one process.
+pub(crate) struct PageTable {
+    entries: RBTree<usize, Pte>,
+}
+
+impl PageTable {
+    pub(crate) fn new() -> Self {
+        Self {
+            entries: RBTree::new(),
+        }
+    }
+
+    /// The entry mapping `addr`, if any.
+    pub(crate) fn lookup(&self, addr: usize) -> Option<Pte> {
+        self.entries.get(&(addr >> PAGE_SHIFT)).copied()
+    }
+
+    /// Whether `addr` is mapped with atomic permission.
+    pub(crate) fn is_atomic(&self, addr: usize) -> bool {
+        self.lookup(addr)
+            .is_some_and(|pte| pte.bits & uapi::DRM_VSVM_PTE_ATOMIC != 0)
+    }
+}
+
+/// The vsvm device as seen by the SVM backend.
+pub(crate) struct VsvmSvm;
+
+impl svm::Driver for VsvmSvm {
+    type PageTable = PageTable;
+
+    fn map_atomic(pt: &mut PageTable, addr: usize, pfn: usize) -> Result {
+        let pte = Pte {
+            pfn,
+            bits: uapi::DRM_VSVM_PTE_VALID | uapi::DRM_VSVM_PTE_WRITE | uapi::DRM_VSVM_PTE_ATOMIC,
+        };
+        // Called under the page-table lock, which reclaim may need: no waiting for memory.
+        let node = RBTreeNode::new(addr >> PAGE_SHIFT, pte, GFP_ATOMIC)?;
+        pt.entries.insert(node);
+        Ok(())
+    }
+
+    fn unmap(pt: &mut PageTable, start: usize, end: usize) {
+        let (first, last) = (start >> PAGE_SHIFT, end.div_ceil(1 << PAGE_SHIFT));
+        let mut cursor = pt.entries.cursor_lower_bound_mut(&first);
+        while let Some(c) = cursor {
+            if *c.current().0 >= last {
+                break;
+            }
+            cursor = c.remove_current().0;
+        }
+    }
+}

@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! vsvm: a virtual SVM GPU.
+//!
+//! Each instance is a "GPU" on a faux device with a render node and its own page table. Its
+//! only work is atomic operations on the memory of the process that opened it: an operation
+//! walks the device page table, and a missing or non-atomic entry is a device fault that
+//! `kernel::drm::svm` resolves by making the page exclusive to the device. Several instances
+//! contending for the same pages are a multi-GPU system. See `Documentation/gpu/vsvm.rst`.
+
+mod driver;
+mod file;
+mod gem;
+mod ops;
+mod pt;
+
+use kernel::{
+    prelude::*,
+    time::Delta, //
+};
+
+use crate::driver::Instance;
+
+module! {
+    type: VsvmModule,
+    name: "vsvm",
+    authors: ["svm-atomic developers"],
+    description: "Virtual SVM GPU for device atomics on process memory",
+    license: "GPL",
+    params: {
+        devices: u32 {
+            default: 2,
+            description: "Number of virtual GPUs (1-8)",
+        },
+        residency_us: u32 {
+            default: 0,
+            description: "Minimum residency of a grant before another GPU may take it, in us (0: off)",
+        },
+    },
+}
+
+/// Most instances a system may have.
+const MAX_DEVICES: u32 = 8;
+
+struct VsvmModule {
+    _instances: KVec<Instance>,
+}
+
+impl kernel::Module for VsvmModule {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        let count = module_parameters::devices.value();
+        if count == 0 || count > MAX_DEVICES {
+            pr_err!("devices={count}: must be 1 to {MAX_DEVICES}\n");
+            return Err(EINVAL);
+        }
+        let residency_us = module_parameters::residency_us.value();
+        let residency = match residency_us {
+            0 => None,
+            us => Some(kernel::drm::svm::Residency::new(Delta::from_micros(
+                us.into(),
+            ))?),
+        };
+        let mut instances = KVec::with_capacity(count as usize, GFP_KERNEL)?;
+        for index in 0..count {
+            instances.push(Instance::new(index, residency.clone())?, GFP_KERNEL)?;
+        }
+        pr_info!("{count} virtual SVM GPUs, residency {residency_us} us\n");
+        Ok(Self {
+            _instances: instances,
+        })
+    }
+}
