@@ -1,0 +1,414 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Selftests of the vsvm virtual SVM GPU: device atomics on process memory,
+ * revocation by the CPU, mprotect, fork and munmap, THP-backed memory, and
+ * errors for bad input.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "kselftest_harness.h"
+#include "vsvm_common.h"
+
+#define PAGE_SZ		4096UL
+#define THP_SZ		(2UL << 20)
+#define KPF_THP		22
+#define ATOMIC_PTE	(DRM_VSVM_PTE_VALID | DRM_VSVM_PTE_WRITE | DRM_VSVM_PTE_ATOMIC)
+
+FIXTURE(vsvm)
+{
+	int fd;
+	int fd1;
+};
+
+FIXTURE_SETUP(vsvm)
+{
+	self->fd = vsvm_open(0);
+	ASSERT_GE(self->fd, 0) TH_LOG("no vsvm device: %s", strerror(-self->fd));
+	self->fd1 = vsvm_open(1);
+	ASSERT_GE(self->fd1, 0) TH_LOG("no second vsvm device");
+}
+
+FIXTURE_TEARDOWN(vsvm)
+{
+	close(self->fd);
+	close(self->fd1);
+}
+
+static void *map_anon(unsigned long size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void *thp_alloc(void)
+{
+	char *p = map_anon(2 * THP_SZ), *a;
+
+	if (!p)
+		return NULL;
+	a = (char *)(((uintptr_t)p + THP_SZ - 1) & ~(THP_SZ - 1));
+	return madvise(a, THP_SZ, MADV_HUGEPAGE) ? NULL : a;
+}
+
+static long anon_huge_kb(void *addr)
+{
+	unsigned long lo, hi, a = (uintptr_t)addr;
+	char line[256];
+	int in_vma = 0;
+	long kb = -1;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
+			in_vma = a >= lo && a < hi;
+			continue;
+		}
+		if (in_vma && sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
+			break;
+	}
+	fclose(f);
+	return kb;
+}
+
+static int page_is_thp(void *addr)
+{
+	uint64_t ent, flags;
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	int kf = open("/proc/kpageflags", O_RDONLY);
+	int ret = -1;
+
+	if (pm < 0 || kf < 0)
+		goto out;
+	if (pread(pm, &ent, 8, (uintptr_t)addr / PAGE_SZ * 8) != 8 || !(ent & (1ULL << 63)))
+		goto out;
+	if (pread(kf, &flags, 8, (ent & ((1ULL << 55) - 1)) * 8) != 8)
+		goto out;
+	ret = !!(flags & (1ULL << KPF_THP));
+out:
+	if (pm >= 0)
+		close(pm);
+	if (kf >= 0)
+		close(kf);
+	return ret;
+}
+
+/* hmm-tests "exclusive": device access to every page, then the CPU takes them back. */
+TEST_F(vsvm, exclusive)
+{
+	unsigned long npages = 16, i;
+	int *ptr = map_anon(npages * PAGE_SZ);
+	__u64 old = 0;
+
+	ASSERT_NE(ptr, NULL);
+	for (i = 0; i < npages * PAGE_SZ / sizeof(int); i++)
+		ptr[i] = i;
+	ASSERT_EQ(vsvm_prefetch(self->fd, ptr, npages), 0);
+	for (i = 0; i < npages; i++) {
+		int *p = ptr + i * PAGE_SZ / sizeof(int);
+
+		ASSERT_EQ(vsvm_query(self->fd, p), ATOMIC_PTE);
+		/* The device reads and adds 1 to the first int of each page. */
+		ASSERT_EQ(vsvm_atomic(self->fd, p, DRM_VSVM_OP_ADD, 32, 1, 0, &old), 0);
+		ASSERT_EQ(old, (__u64)(i * PAGE_SZ / sizeof(int)));
+	}
+	/* Every CPU access revokes the device's access; data intact. */
+	for (i = 0; i < npages * PAGE_SZ / sizeof(int); i++)
+		ASSERT_EQ(ptr[i], (int)i + (i % (PAGE_SZ / sizeof(int)) == 0));
+	for (i = 0; i < npages; i++)
+		ASSERT_EQ(vsvm_query(self->fd, ptr + i * PAGE_SZ / sizeof(int)), 0);
+	munmap(ptr, npages * PAGE_SZ);
+}
+
+TEST_F(vsvm, all_operations)
+{
+	uint64_t *p = map_anon(PAGE_SZ);
+	uint32_t *q = (uint32_t *)(p + 8);
+	__u64 old = 0;
+
+	ASSERT_NE(p, NULL);
+	p[0] = 10;
+	ASSERT_EQ(vsvm_atomic(self->fd, p, DRM_VSVM_OP_ADD, 64, 5, 0, &old), 0);
+	ASSERT_EQ(old, 10);
+	ASSERT_EQ(vsvm_atomic(self->fd, p, DRM_VSVM_OP_XCHG, 64, 100, 0, &old), 0);
+	ASSERT_EQ(old, 15);
+	ASSERT_EQ(vsvm_atomic(self->fd, p, DRM_VSVM_OP_CMPXCHG, 64, 7, 99, &old), 0);
+	ASSERT_EQ(old, 100);	/* no exchange */
+	ASSERT_EQ(vsvm_atomic(self->fd, p, DRM_VSVM_OP_CMPXCHG, 64, 7, 100, &old), 0);
+	ASSERT_EQ(old, 100);
+	ASSERT_EQ(vsvm_atomic(self->fd, p, DRM_VSVM_OP_AND, 64, 3, 0, &old), 0);
+	ASSERT_EQ(old, 7);
+	ASSERT_EQ(vsvm_atomic(self->fd, p, DRM_VSVM_OP_OR, 64, 0x10, 0, &old), 0);
+	ASSERT_EQ(old, 3);
+	ASSERT_EQ(vsvm_atomic(self->fd, p, DRM_VSVM_OP_MAX, 64, 5, 0, &old), 0);
+	ASSERT_EQ(old, 0x13);
+	ASSERT_EQ(vsvm_atomic(self->fd, p, DRM_VSVM_OP_MAX, 64, 1000, 0, &old), 0);
+	ASSERT_EQ(p[0], 1000);
+	*q = 0xfffffffe;
+	ASSERT_EQ(vsvm_atomic(self->fd, q, DRM_VSVM_OP_ADD, 32, 3, 0, &old), 0);
+	ASSERT_EQ(old, 0xfffffffe);
+	ASSERT_EQ(*q, 1);	/* 32-bit wrap, the neighbour untouched */
+	ASSERT_EQ(q[1], 0);
+	munmap(p, PAGE_SZ);
+}
+
+/* hmm-tests "exclusive_mprotect": write protection revokes, and stops new grants. */
+TEST_F(vsvm, exclusive_mprotect)
+{
+	uint64_t *p = map_anon(4 * PAGE_SZ);
+	struct drm_vsvm_stats s;
+
+	ASSERT_NE(p, NULL);
+	p[0] = 1;
+	ASSERT_EQ(vsvm_add64(self->fd, p, 1), 0);
+	ASSERT_EQ(vsvm_query(self->fd, p), ATOMIC_PTE);
+	ASSERT_EQ(mprotect(p, 4 * PAGE_SZ, PROT_READ), 0);
+	ASSERT_EQ(vsvm_query(self->fd, p), 0);
+	ASSERT_EQ(vsvm_stats(self->fd, &s), 0);
+	ASSERT_GE(s.revocations[DRM_VSVM_REVOKE_MPROTECT], 1);
+	ASSERT_EQ(vsvm_add64(self->fd, p, 1), -EFAULT);
+	ASSERT_EQ(p[0], 2);
+	ASSERT_EQ(mprotect(p, 4 * PAGE_SZ, PROT_READ | PROT_WRITE), 0);
+	ASSERT_EQ(vsvm_add64(self->fd, p, 1), 0);
+	ASSERT_EQ(p[0], 3);
+	munmap(p, 4 * PAGE_SZ);
+}
+
+/* hmm-tests "exclusive_cow": fork while the device holds the page. */
+TEST_F(vsvm, exclusive_cow)
+{
+	uint64_t *p = map_anon(PAGE_SZ);
+	int status;
+	pid_t pid;
+
+	ASSERT_NE(p, NULL);
+	p[0] = 1;
+	ASSERT_EQ(vsvm_add64(self->fd, p, 1), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		/* The child sees the value at fork, owns a copy, and cannot use the fd. */
+		if (p[0] != 2)
+			_exit(1);
+		p[0] = 100;
+		_exit(vsvm_add64(self->fd, p, 1) == -EACCES ? 0 : 2);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+	ASSERT_EQ(vsvm_add64(self->fd, p, 1), 0);
+	ASSERT_EQ(p[0], 3);
+	munmap(p, PAGE_SZ);
+}
+
+TEST_F(vsvm, munmap_and_dontneed_revoke)
+{
+	uint64_t *p = map_anon(2 * PAGE_SZ);
+	struct drm_vsvm_stats s;
+
+	ASSERT_NE(p, NULL);
+	p[0] = 1;
+	p[PAGE_SZ / 8] = 1;
+	ASSERT_EQ(vsvm_prefetch(self->fd, p, 2), 0);
+	ASSERT_EQ(madvise(p, PAGE_SZ, MADV_DONTNEED), 0);
+	ASSERT_EQ(vsvm_query(self->fd, p), 0);
+	ASSERT_EQ(vsvm_query(self->fd, p + PAGE_SZ / 8), ATOMIC_PTE);
+	ASSERT_EQ(munmap(p, 2 * PAGE_SZ), 0);
+	ASSERT_EQ(vsvm_query(self->fd, p + PAGE_SZ / 8), 0);
+	ASSERT_EQ(vsvm_add64(self->fd, p, 1), -EFAULT);
+	ASSERT_EQ(vsvm_stats(self->fd, &s), 0);
+	ASSERT_GE(s.revocations[DRM_VSVM_REVOKE_UNMAP], 1);
+}
+
+TEST_F(vsvm, two_devices_take_turns)
+{
+	uint64_t *p = map_anon(PAGE_SZ);
+	struct drm_vsvm_stats s0, s1;
+
+	ASSERT_NE(p, NULL);
+	p[0] = 0;
+	for (int i = 0; i < 50; i++) {
+		ASSERT_EQ(vsvm_add64(self->fd, p, 1), 0);
+		ASSERT_EQ(vsvm_add64(self->fd1, p, 2), 0);
+		ASSERT_EQ(vsvm_query(self->fd, p), 0);
+		ASSERT_EQ(vsvm_query(self->fd1, p), ATOMIC_PTE);
+	}
+	ASSERT_EQ(p[0], 150);
+	ASSERT_EQ(vsvm_stats(self->fd, &s0), 0);
+	ASSERT_EQ(vsvm_stats(self->fd1, &s1), 0);
+	ASSERT_EQ(s0.ops, 50);
+	ASSERT_EQ(s1.ops, 50);
+	ASSERT_EQ(s0.pages_granted, 50);
+	ASSERT_EQ(s0.retries + s1.retries, 0);
+	ASSERT_EQ(s0.device, 0);
+	ASSERT_EQ(s1.device, 1);
+	munmap(p, PAGE_SZ);
+}
+
+/* Device atomics inside a THP: the folio stays a THP, neighbours stay with the CPU. */
+TEST_F(vsvm, thp)
+{
+	uint64_t *p = thp_alloc(), *sub;
+	struct drm_vsvm_atomic_range r = { 0 };
+	unsigned long i, n = THP_SZ / PAGE_SZ;
+
+	ASSERT_NE(p, NULL);
+	for (i = 0; i < THP_SZ / 8; i++)
+		p[i] = i;
+	if (anon_huge_kb(p) < (long)(THP_SZ >> 10))
+		SKIP(return, "no THP for the buffer");
+	ASSERT_EQ(page_is_thp(p), 1);
+
+	sub = p + 5 * PAGE_SZ / 8;
+	ASSERT_EQ(vsvm_add64(self->fd, sub, 1000), 0);
+	ASSERT_EQ(vsvm_query(self->fd, sub), ATOMIC_PTE);
+	/* Neighbours are the CPU's: touching them does not revoke the grant. */
+	p[0] += 1;
+	p[6 * PAGE_SZ / 8] += 1;
+	ASSERT_EQ(vsvm_query(self->fd, sub), ATOMIC_PTE);
+	ASSERT_EQ(sub[0], 5 * PAGE_SZ / 8 + 1000);
+	ASSERT_EQ(vsvm_query(self->fd, sub), 0);
+	ASSERT_EQ(page_is_thp(sub), 1);
+
+	/* Every page of the THP in one prefetch, then one op per page. */
+	ASSERT_EQ(vsvm_prefetch(self->fd, p, n), 0);
+	ASSERT_EQ(vsvm_range(self->fd, p, PAGE_SZ, n, DRM_VSVM_OP_ADD, 64, 1, &r), 0);
+	ASSERT_EQ(r.faults, 0);
+	for (i = 0; i < n; i++)
+		ASSERT_EQ(p[i * PAGE_SZ / 8], i * PAGE_SZ / 8 + 1 + (i == 0 || i == 6) +
+			  (i == 5) * 1000);
+	ASSERT_EQ(page_is_thp(p), 1);
+	ASSERT_EQ(page_is_thp(p + (n - 1) * PAGE_SZ / 8), 1);
+	munmap(p, THP_SZ);
+}
+
+/* A file descriptor passed to another process gives it no access. */
+TEST_F(vsvm, fd_in_another_process_is_refused)
+{
+	uint64_t *p = map_anon(PAGE_SZ);
+	int sv[2], status;
+	pid_t pid;
+
+	ASSERT_NE(p, NULL);
+	ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		char c;
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct iovec iov = { .iov_base = &c, .iov_len = 1 };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+				    .msg_control = buf, .msg_controllen = sizeof(buf) };
+		uint64_t *q = map_anon(PAGE_SZ);
+		int fd;
+
+		if (recvmsg(sv[1], &m, 0) != 1 || !CMSG_FIRSTHDR(&m))
+			_exit(3);
+		memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof(fd));
+		/* Neither the child's memory nor (at the same address) the parent's. */
+		if (vsvm_add64(fd, q, 1) != -EACCES || vsvm_add64(fd, p, 1) != -EACCES)
+			_exit(1);
+		if (vsvm_prefetch(fd, q, 1) != -EACCES || vsvm_query(fd, q) != -EACCES)
+			_exit(2);
+		_exit(0);
+	} else {
+		char c = 'x', buf[CMSG_SPACE(sizeof(int))];
+		struct iovec iov = { .iov_base = &c, .iov_len = 1 };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+				    .msg_control = buf, .msg_controllen = sizeof(buf) };
+		struct cmsghdr *cm;
+
+		memset(buf, 0, sizeof(buf));
+		cm = CMSG_FIRSTHDR(&m);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &self->fd, sizeof(int));
+		ASSERT_EQ(sendmsg(sv[0], &m, 0), 1);
+		ASSERT_EQ(waitpid(pid, &status, 0), pid);
+		ASSERT_EQ(WEXITSTATUS(status), 0);
+	}
+	/* The owner still works. */
+	p[0] = 1;
+	ASSERT_EQ(vsvm_add64(self->fd, p, 1), 0);
+	ASSERT_EQ(p[0], 2);
+	close(sv[0]);
+	close(sv[1]);
+	munmap(p, PAGE_SZ);
+}
+
+TEST_F(vsvm, bad_inputs)
+{
+	char *p = map_anon(4 * PAGE_SZ);
+	char *ro = mmap(NULL, PAGE_SZ, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *none = mmap(NULL, PAGE_SZ, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *shm = mmap(NULL, PAGE_SZ, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	char path[] = "/tmp/vsvm-XXXXXX";
+	int tfd = mkstemp(path);
+	char *file;
+	struct drm_vsvm_atomic a = { .addr = (uintptr_t)p, .op = DRM_VSVM_OP_ADD, .width = 64 };
+	struct drm_vsvm_prefetch pf = { .addr = (uintptr_t)p, .npages = 1 };
+	struct drm_vsvm_query q = { .addr = (uintptr_t)p };
+
+	ASSERT_NE(p, NULL);
+	ASSERT_NE(ro, MAP_FAILED);
+	ASSERT_NE(none, MAP_FAILED);
+	ASSERT_NE(shm, MAP_FAILED);
+	ASSERT_GE(tfd, 0);
+	ASSERT_EQ(ftruncate(tfd, PAGE_SZ), 0);
+	file = mmap(NULL, PAGE_SZ, PROT_READ | PROT_WRITE, MAP_SHARED, tfd, 0);
+	ASSERT_NE(file, MAP_FAILED);
+	memset(p, 0, 4 * PAGE_SZ);
+
+	/* Addresses. */
+	ASSERT_EQ(vsvm_add64(self->fd, p + 4, 1), -EINVAL);		/* unaligned */
+	ASSERT_EQ(vsvm_atomic(self->fd, p + 2, DRM_VSVM_OP_ADD, 32, 1, 0, NULL), -EINVAL);
+	ASSERT_EQ(vsvm_add64(self->fd, ro, 1), -EFAULT);		/* read-only */
+	ASSERT_EQ(vsvm_add64(self->fd, none, 1), -EFAULT);		/* PROT_NONE */
+	ASSERT_EQ(vsvm_add64(self->fd, shm, 1), -EOPNOTSUPP);		/* shmem */
+	ASSERT_EQ(vsvm_add64(self->fd, file, 1), -EOPNOTSUPP);		/* shared file */
+	ASSERT_EQ(vsvm_add64(self->fd, (void *)8, 1), -EFAULT);	/* unmapped */
+	ASSERT_EQ(vsvm_add64(self->fd, (void *)0xffff888000000000UL, 1), -EFAULT); /* kernel */
+
+	/* Operations, widths, flags. */
+	ASSERT_EQ(vsvm_atomic(self->fd, p, 6, 64, 1, 0, NULL), -EINVAL);
+	ASSERT_EQ(vsvm_atomic(self->fd, p, DRM_VSVM_OP_ADD, 16, 1, 0, NULL), -EINVAL);
+	a.flags = 1;
+	ASSERT_EQ(ioctl(self->fd, DRM_IOCTL_VSVM_ATOMIC, &a), -1);
+	ASSERT_EQ(errno, EINVAL);
+
+	/* Ranges. */
+	ASSERT_EQ(vsvm_range(self->fd, p, 8, 0, DRM_VSVM_OP_ADD, 64, 1, NULL), -EINVAL);
+	ASSERT_EQ(vsvm_range(self->fd, p, 8, DRM_VSVM_RANGE_MAX + 1, DRM_VSVM_OP_ADD, 64, 1, NULL),
+		  -EINVAL);
+	ASSERT_EQ(vsvm_range(self->fd, p, 1UL << 62, 8, DRM_VSVM_OP_ADD, 64, 1, NULL), -EINVAL);
+	ASSERT_EQ(vsvm_range(self->fd, p, 4, 2, DRM_VSVM_OP_ADD, 64, 1, NULL), -EINVAL);
+	ASSERT_EQ(vsvm_range(self->fd, p, 8, 2, DRM_VSVM_OP_CMPXCHG, 64, 1, NULL), -EINVAL);
+	ASSERT_EQ(vsvm_prefetch(self->fd, p + 8, 1), -EINVAL);		/* unaligned */
+	ASSERT_EQ(vsvm_prefetch(self->fd, p, 0), -EINVAL);
+	ASSERT_EQ(vsvm_prefetch(self->fd, (void *)(-PAGE_SZ), 2), -EINVAL); /* overflow */
+	ASSERT_EQ(vsvm_prefetch(self->fd, p, 1ULL << 40), -EINVAL);
+	pf.flags = 1;
+	ASSERT_EQ(ioctl(self->fd, DRM_IOCTL_VSVM_PREFETCH, &pf), -1);
+	ASSERT_EQ(errno, EINVAL);
+	q.flags = 2;
+	ASSERT_EQ(ioctl(self->fd, DRM_IOCTL_VSVM_QUERY, &q), -1);
+	ASSERT_EQ(errno, EINVAL);
+
+	/* Nothing above changed memory or left a grant behind. */
+	for (int i = 0; i < 4 * (int)PAGE_SZ; i++)
+		ASSERT_EQ(p[i], 0);
+	ASSERT_EQ(vsvm_query(self->fd, p), 0);
+	munmap(file, PAGE_SZ);
+	close(tfd);
+	unlink(path);
+}
+
+TEST_HARNESS_MAIN

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers shared by the vsvm selftests and the demo: finding the devices and
+ * issuing their ioctls.
+ */
+#ifndef VSVM_COMMON_H
+#define VSVM_COMMON_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <drm/drm.h>
+#include <drm/vsvm_drm.h>
+
+#define VSVM_MAX_DEVICES 8
+
+/* Opens the @index-th vsvm render node, or returns -errno. */
+static inline int vsvm_open(int index)
+{
+	int found = 0;
+
+	for (int minor = 128; minor < 192; minor++) {
+		char path[32], name[16] = "";
+		struct drm_version v = { .name = name, .name_len = sizeof(name) - 1 };
+		int fd;
+
+		snprintf(path, sizeof(path), "/dev/dri/renderD%d", minor);
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (ioctl(fd, DRM_IOCTL_VERSION, &v) == 0 && !strcmp(name, "vsvm") &&
+		    found++ == index)
+			return fd;
+		close(fd);
+	}
+	return -ENODEV;
+}
+
+/* Number of vsvm devices present. */
+static inline int vsvm_count(void)
+{
+	int n = 0, fd;
+
+	while (n < VSVM_MAX_DEVICES && (fd = vsvm_open(n)) >= 0) {
+		close(fd);
+		n++;
+	}
+	return n;
+}
+
+/* One device atomic; returns 0 or -errno, the old value in *old. */
+static inline int vsvm_atomic(int fd, void *addr, __u32 op, __u32 width,
+			      __u64 operand, __u64 compare, __u64 *old)
+{
+	struct drm_vsvm_atomic a = {
+		.addr = (uintptr_t)addr, .operand = operand, .compare = compare,
+		.op = op, .width = width,
+	};
+
+	if (ioctl(fd, DRM_IOCTL_VSVM_ATOMIC, &a))
+		return -errno;
+	if (old)
+		*old = a.result;
+	return 0;
+}
+
+static inline int vsvm_add64(int fd, void *addr, __u64 v)
+{
+	return vsvm_atomic(fd, addr, DRM_VSVM_OP_ADD, 64, v, 0, NULL);
+}
+
+static inline int vsvm_range(int fd, void *addr, __u64 stride, __u64 count,
+			     __u32 op, __u32 width, __u64 operand,
+			     struct drm_vsvm_atomic_range *out)
+{
+	struct drm_vsvm_atomic_range r = {
+		.addr = (uintptr_t)addr, .stride = stride, .count = count,
+		.operand = operand, .op = op, .width = width,
+	};
+
+	if (ioctl(fd, DRM_IOCTL_VSVM_ATOMIC_RANGE, &r))
+		return -errno;
+	if (out)
+		*out = r;
+	return 0;
+}
+
+static inline int vsvm_prefetch(int fd, void *addr, __u64 npages)
+{
+	struct drm_vsvm_prefetch p = { .addr = (uintptr_t)addr, .npages = npages };
+
+	return ioctl(fd, DRM_IOCTL_VSVM_PREFETCH, &p) ? -errno : 0;
+}
+
+/* DRM_VSVM_PTE_* bits of @addr, or -errno. */
+static inline int vsvm_query(int fd, void *addr)
+{
+	struct drm_vsvm_query q = { .addr = (uintptr_t)addr };
+
+	return ioctl(fd, DRM_IOCTL_VSVM_QUERY, &q) ? -errno : (int)q.state;
+}
+
+static inline int vsvm_stats(int fd, struct drm_vsvm_stats *s)
+{
+	memset(s, 0, sizeof(*s));
+	return ioctl(fd, DRM_IOCTL_VSVM_STATS, s) ? -errno : 0;
+}
+
+#endif /* VSVM_COMMON_H */
