@@ -38,7 +38,8 @@ use crate::{
         aref::ARef,
         atomic::{
             Atomic,
-            Relaxed, //
+            Relaxed,
+            Release, //
         },
         Arc,
         Mutex, //
@@ -54,6 +55,9 @@ use crate::{
 use core::ptr::NonNull;
 
 type ChunkNotifier<T> = MmuIntervalNotifier<Chunk<T>>;
+
+/// No page is being granted.
+pub(super) const NO_PAGE: usize = usize::MAX;
 
 /// One page the device holds with atomic permission.
 struct Grant {
@@ -106,6 +110,9 @@ pub(super) struct Shared<T: Driver> {
     /// causes itself (faulting the page back from another device, splitting a PMD) are part
     /// of the grant being made, not a collision with it.
     pub(super) granting_task: Atomic<usize>,
+    /// The page this context is granting, or [`NO_PAGE`]. Invalidations elsewhere cannot
+    /// affect it and do not force a retry.
+    pub(super) granting_addr: Atomic<usize>,
     #[pin]
     pub(super) state: Mutex<State<T>>,
     pub(super) stats: Stats,
@@ -157,6 +164,7 @@ impl<T: Driver> SvmContext<T> {
                 mm_key: mm.as_raw() as usize,
                 residency,
                 granting_task: Atomic::new(0),
+                granting_addr: Atomic::new(NO_PAGE),
                 state <- new_mutex!(State {
                     pt,
                     grants: RBTree::new(),
@@ -335,7 +343,11 @@ impl<T: Driver> SvmContext<T> {
     fn fault_page(&self, mm: &MmWithUser, addr: usize) -> Result {
         let shared = &self.shared;
         let chunk = self.chunk(mm, addr)?;
+        // Published before any `read_begin()`: the notifier core's lock orders this store
+        // before the callback of any invalidation that begins after it.
+        shared.granting_addr.store(addr, Release);
         let ret = self.fault_page_in(mm, addr, &chunk, Instant::<Monotonic>::now());
+        shared.granting_addr.store(NO_PAGE, Release);
         chunk.data().users.fetch_sub(1, Relaxed);
         if ret == Err(EBUSY) {
             shared.stats.timeout();

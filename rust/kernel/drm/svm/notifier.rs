@@ -3,7 +3,10 @@
 //! The invalidation side: what happens when the CPU or another device takes pages back.
 
 use super::{
-    context::Shared,
+    context::{
+        Shared,
+        NO_PAGE, //
+    },
     stats::RevokeCause,
     Driver, //
 };
@@ -15,9 +18,13 @@ use crate::{
         MmuIntervalNotifierOps,
         Range, //
     },
-    page::PAGE_SHIFT,
+    page::{
+        PAGE_SHIFT,
+        PAGE_SIZE, //
+    },
     sync::{
         atomic::{
+            Acquire,
             Atomic,
             Relaxed, //
         },
@@ -92,9 +99,16 @@ impl<T: Driver> MmuIntervalNotifierOps for Chunk<T> {
         // grant: the C function revalidates the PTE under the folio lock after it. Publishing
         // it would make the fault retry forever, since every new attempt faults back the
         // exclusive entry the previous one made.
+        //
+        // A grant in progress is one page: an invalidation that does not touch it cannot make
+        // it stale, so it does not make the fault retry either (CPU traffic on the neighbours
+        // in the same chunk would otherwise).
+        let granting = shared.granting_addr.load(Acquire);
         if shared.granting_task.load(Relaxed) == Task::current_raw() as usize {
             shared.stats.own_invalidation();
-        } else {
+        } else if granting == NO_PAGE
+            || (range.start() < granting.saturating_add(PAGE_SIZE) && range.end() > granting)
+        {
             seq.set();
         }
         true

@@ -282,7 +282,7 @@ mod kunit {
     }
 
     fn inject_always(addr: usize) {
-        INJECT_AT.store(addr + P, Relaxed);
+        INJECT_AT.store(addr, Relaxed);
         inject_once(addr);
     }
 
@@ -302,14 +302,35 @@ mod kunit {
     fn collision_causes_exactly_one_retry() -> Result {
         let mem = UserMem::new(Kind::Anon, 2 * P)?;
         mem.write_u64(0, 1)?;
-        mem.write_u64(P, 2)?;
         let ctx = ctx_with_hook(inject_once, Config::DEFAULT_TIMEOUT)?;
-        INJECT_AT.store(mem.addr() + P, Relaxed);
+        // The page being granted is zapped between the grant and its check: the grant is
+        // stale and must be made again.
+        INJECT_AT.store(mem.addr(), Relaxed);
         ctx.atomic_fault(mem.addr(), 1)?;
         let s = ctx.stats().snapshot();
         assert_eq!(s.retries, 1);
         assert_eq!(s.pages_granted, 1);
         assert!(ctx.is_granted(mem.addr()));
+        // What was granted is the page that replaced the zapped one.
+        assert_eq!(mem.read_u64(0)?, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn neighbour_invalidation_causes_no_retry() -> Result {
+        let mem = UserMem::new(Kind::Anon, 2 * P)?;
+        mem.write_u64(0, 1)?;
+        mem.write_u64(P, 2)?;
+        let ctx = ctx_with_hook(inject_once, Config::DEFAULT_TIMEOUT)?;
+        // Same notifier chunk, different page: the grant in progress is not affected.
+        INJECT_AT.store(mem.addr() + P, Relaxed);
+        ctx.atomic_fault(mem.addr(), 1)?;
+        let s = ctx.stats().snapshot();
+        assert_eq!(s.retries, 0);
+        assert!(ctx.is_granted(mem.addr()));
+        assert_eq!(INJECT_AT.load(Relaxed), 0);
+        assert_eq!(mem.read_u64(P)?, 0);
+        assert_eq!(mem.read_u64(0)?, 1);
         Ok(())
     }
 
@@ -323,8 +344,10 @@ mod kunit {
         assert_eq!(s.timeouts, 1);
         assert!(s.retries >= 1);
         assert!(!ctx.is_granted(mem.addr()));
-        // No folio was left locked: the CPU can use the page.
-        assert_eq!(mem.read_u64(0)?, 1);
+        // No folio was left locked: the CPU can use the page (zapped by the injection).
+        assert_eq!(mem.read_u64(0)?, 0);
+        mem.write_u64(0, 5)?;
+        assert_eq!(mem.read_u64(0)?, 5);
         Ok(())
     }
 
