@@ -9,6 +9,7 @@ report in the whole log: WARN, BUG, Oops, lockdep, KMEMLEAK, RCU stall, hung
 task, panic.  Ends with one line: "N passed, N failed[, N skipped]".
 
 Usage: check-log.py LOG KUNIT_PY
+       check-log.py --splats LOG    (kernel reports only)
 """
 
 import re
@@ -40,7 +41,18 @@ SPLAT_RE = re.compile("|".join(SPLATS))
 TS_RE = re.compile(r"^\[\s*\d+\.\d+\]\s?")
 
 
+def splats(lines):
+    """Kernel reports anywhere in the log."""
+    return ["kernel report: " + l.strip() for l in lines if SPLAT_RE.search(l)]
+
+
 def main():
+    if sys.argv[1] == "--splats":
+        with open(sys.argv[2], errors="replace") as f:
+            found = splats(f.read().splitlines())
+        for p in found:
+            print(p)
+        return 1 if found else 0
     log_path, kunit_py = sys.argv[1], sys.argv[2]
     with open(log_path, errors="replace") as f:
         lines = [l.rstrip("\r\n") for l in f]
@@ -48,10 +60,7 @@ def main():
     passed = failed = skipped = 0
     problems = []
 
-    # Kernel reports anywhere in the log.
-    for i, line in enumerate(lines):
-        if SPLAT_RE.search(line):
-            problems.append("kernel report: " + line.strip())
+    problems += splats(lines)
 
     # KUnit: everything before the userspace marker.
     try:

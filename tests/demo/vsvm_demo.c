@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The vsvm demo: every virtual GPU (two threads each) and two CPU threads do
+ * atomic adds at once on a hot counter and on counters in all 512 pages of a
+ * THP-backed buffer; then a table of what each device went through.
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "../vsvm_common.h"
+
+#define PAGE_SZ		4096UL
+#define THP_SZ		(2UL << 20)
+#define NPAGES		(THP_SZ / PAGE_SZ)
+#define DEV_THREADS	2
+#define CPU_THREADS	2
+#define ROUNDS		40	/* each round: one add on every page, then 64 on the hot one */
+#define HOT_ADDS	64
+
+struct worker {
+	int fd;			/* -1: a CPU thread */
+	uint64_t *buf;		/* NPAGES pages; the hot counter is buf[8] */
+	unsigned long ops;
+	int err;
+};
+
+static void *work(void *arg)
+{
+	struct worker *w = arg;
+
+	for (int r = 0; r < ROUNDS && !w->err; r++) {
+		if (w->fd < 0) {
+			for (unsigned long i = 0; i < NPAGES; i++)
+				__atomic_fetch_add(&w->buf[i * PAGE_SZ / 8], 1, __ATOMIC_SEQ_CST);
+			for (int k = 0; k < HOT_ADDS; k++) {
+				__atomic_fetch_add(&w->buf[8], 1, __ATOMIC_SEQ_CST);
+				if (!(k & 7))
+					sched_yield();
+			}
+		} else {
+			w->err = vsvm_range(w->fd, w->buf, PAGE_SZ, NPAGES,
+					    DRM_VSVM_OP_ADD, 64, 1, NULL);
+			for (int k = 0; k < HOT_ADDS && !w->err; k++)
+				w->err = vsvm_add64(w->fd, &w->buf[8], 1);
+		}
+		if (!w->err)
+			w->ops += NPAGES + HOT_ADDS;
+	}
+	return NULL;
+}
+
+static long anon_huge_kb(void *addr)
+{
+	unsigned long lo, hi, a = (uintptr_t)addr;
+	char line[256];
+	int in_vma = 0;
+	long kb = -1;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
+			in_vma = a >= lo && a < hi;
+			continue;
+		}
+		if (in_vma && sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
+			break;
+	}
+	fclose(f);
+	return kb;
+}
+
+int main(void)
+{
+	int ndev = vsvm_count(), fds[VSVM_MAX_DEVICES], n = 0, bad = 0;
+	struct worker w[VSVM_MAX_DEVICES * DEV_THREADS + CPU_THREADS];
+	pthread_t t[VSVM_MAX_DEVICES * DEV_THREADS + CPU_THREADS];
+	unsigned long cpu_ops = 0, total_ops = 0;
+	uint64_t sum = 0, expect;
+	struct timespec t0, t1;
+	char *raw;
+	uint64_t *buf;
+	long thp_kb;
+
+	if (ndev < 1) {
+		printf("vsvm demo: no vsvm device\n");
+		return 1;
+	}
+	raw = mmap(NULL, 2 * THP_SZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (raw == MAP_FAILED)
+		return 1;
+	buf = (uint64_t *)(((uintptr_t)raw + THP_SZ - 1) & ~(THP_SZ - 1));
+	madvise(buf, THP_SZ, MADV_HUGEPAGE);
+	memset(buf, 0, THP_SZ);
+	thp_kb = anon_huge_kb(buf);
+
+	for (int d = 0; d < ndev; d++) {
+		fds[d] = vsvm_open(d);
+		for (int k = 0; k < DEV_THREADS; k++)
+			w[n++] = (struct worker){ .fd = fds[d], .buf = buf };
+	}
+	for (int k = 0; k < CPU_THREADS; k++)
+		w[n++] = (struct worker){ .fd = -1, .buf = buf };
+
+	printf("vsvm demo: %d GPUs x %d threads + %d CPU threads, atomic adds on a hot counter\n",
+	       ndev, DEV_THREADS, CPU_THREADS);
+	printf("and on one counter in each of the %lu pages of a 2 MiB buffer (THP-backed: %s)\n\n",
+	       NPAGES, thp_kb >= 2048 ? "yes" : "no");
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < n; i++)
+		pthread_create(&t[i], NULL, work, &w[i]);
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+
+	printf("%-8s %9s %8s %8s %8s %8s %8s %8s %8s\n", "who", "ops", "faults", "granted",
+	       "retries", "rev:cpu", "rev:gpu", "rev:oth", "timeout");
+	for (int d = 0; d < ndev; d++) {
+		struct drm_vsvm_stats s;
+		unsigned long long other = 0;
+
+		vsvm_stats(fds[d], &s);
+		for (int c = 0; c < DRM_VSVM_REVOKE_COUNT; c++)
+			if (c != DRM_VSVM_REVOKE_CPU && c != DRM_VSVM_REVOKE_DEVICE)
+				other += s.revocations[c];
+		printf("gpu%-5d %9llu %8llu %8llu %8llu %8llu %8llu %8llu %8llu\n", d, s.ops,
+		       s.faults, s.pages_granted, s.retries, s.revocations[DRM_VSVM_REVOKE_CPU],
+		       s.revocations[DRM_VSVM_REVOKE_DEVICE], other, s.timeouts);
+		total_ops += s.ops;
+	}
+	for (int i = 0; i < n; i++) {
+		if (w[i].err) {
+			printf("participant %d failed: %s\n", i, strerror(-w[i].err));
+			bad = 1;
+		}
+		if (w[i].fd < 0)
+			cpu_ops += w[i].ops;
+	}
+	total_ops += cpu_ops;
+	printf("%-8s %9lu %8s %8s %8s %8s %8s %8s %8s\n", "cpu", cpu_ops, "-", "-", "-", "-",
+	       "-", "-", "-");
+
+	for (unsigned long i = 0; i < NPAGES; i++)
+		sum += buf[i * PAGE_SZ / 8];
+	sum += buf[8];	/* the hot counter */
+	expect = (uint64_t)n * ROUNDS * (NPAGES + HOT_ADDS);
+	printf("\ntotal ops %lu in %.2f s; final sum %llu, expected %llu: %s\n", total_ops,
+	       (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9,
+	       (unsigned long long)sum, (unsigned long long)expect,
+	       sum == expect && !bad ? "exact" : "WRONG");
+	printf("(rev:cpu also counts pages another GPU took: the kernel reports both\n"
+	       " as a CPU fault)\n");
+	return sum == expect && !bad ? 0 : 1;
+}
