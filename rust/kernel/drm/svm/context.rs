@@ -24,7 +24,6 @@ use crate::{
         Mm,
         MmWithUser, //
     },
-    new_mutex,
     page::{
         PAGE_SHIFT,
         PAGE_SIZE, //
@@ -34,6 +33,8 @@ use crate::{
         RBTree,
         RBTreeNodeReservation, //
     },
+    static_lock_class,
+    str::CStr,
     sync::{
         aref::ARef,
         atomic::{
@@ -42,6 +43,7 @@ use crate::{
             Release, //
         },
         Arc,
+        LockClassKey,
         Mutex, //
     },
     task::Task,
@@ -55,6 +57,20 @@ use crate::{
 use core::ptr::NonNull;
 
 type ChunkNotifier<T> = MmuIntervalNotifier<Chunk<T>>;
+
+/// The lock classes of a context's locks: page table, chunks, faults.
+///
+/// Made here, outside generic code: `new_mutex!()` in a generic function instantiated in a
+/// module gives the module its own copy of the name for the kernel crate's key, and lockdep,
+/// which compares both, warns.
+#[inline(never)]
+fn lock_classes() -> [(&'static CStr, Pin<&'static LockClassKey>); 3] {
+    [
+        (c"svm_page_table", static_lock_class!()),
+        (c"svm_chunks", static_lock_class!()),
+        (c"svm_fault", static_lock_class!()),
+    ]
+}
 
 /// No page is being granted.
 pub(super) const NO_PAGE: usize = usize::MAX;
@@ -158,6 +174,7 @@ impl<T: Driver> SvmContext<T> {
     /// Creates a context for `mm` (usually the opener's) with the device page table `pt`.
     pub fn new(mm: &MmWithUser, pt: T::PageTable, config: Config) -> impl PinInit<Self, Error> {
         let (owner, residency) = (config.owner, config.residency.clone());
+        let [pt_class, chunks_class, fault_class] = lock_classes();
         let shared = Arc::pin_init(
             pin_init!(Shared {
                 owner,
@@ -165,10 +182,14 @@ impl<T: Driver> SvmContext<T> {
                 residency,
                 granting_task: Atomic::new(0),
                 granting_addr: Atomic::new(NO_PAGE),
-                state <- new_mutex!(State {
-                    pt,
-                    grants: RBTree::new(),
-                }),
+                state <- Mutex::new(
+                    State {
+                        pt,
+                        grants: RBTree::new(),
+                    },
+                    pt_class.0,
+                    pt_class.1,
+                ),
                 stats: Stats::new(),
             }),
             GFP_KERNEL,
@@ -178,8 +199,8 @@ impl<T: Driver> SvmContext<T> {
             mm,
             config,
             shared: shared?,
-            chunks <- new_mutex!(RBTree::new()),
-            fault_lock <- new_mutex!(()),
+            chunks <- Mutex::new(RBTree::new(), chunks_class.0, chunks_class.1),
+            fault_lock <- Mutex::new((), fault_class.0, fault_class.1),
         }? Error)
     }
 
