@@ -140,6 +140,16 @@ def main():
                 problems.append(f"not ok: {name}")
         elif line.startswith("#") and ("FAIL" in line or "ASSERT" in line or "Expected" in line):
             print("    " + line)
+    # Loading and unloading the driver module count as tests.
+    for step, name in (("SVM-INSMOD", "insmod vsvm.ko"), ("SVM-RMMOD", "rmmod vsvm")):
+        rc = next((l.split("rc=", 1)[1].strip() for l in lines if l.startswith(step + " rc=")), None)
+        if rc == "0":
+            passed += 1
+            print(f"[PASSED] module: {name}")
+        else:
+            failed += 1
+            print(f"[FAILED] module: {name}")
+            problems.append(f"{name} failed (rc={rc})")
     if not ran_any:
         problems.append("no userspace selftest ran")
     if current is not None:

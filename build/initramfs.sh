@@ -2,16 +2,19 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Packs the guest userspace: busybox-static, the init script and the
-# selftest binaries (and the demo).  Usage: initramfs.sh TESTDIR OUTPUT.cpio [DEMODIR]
+# selftest binaries (and the demo), and the vsvm module built out of tree.
+# Usage: initramfs.sh OUT TESTDIR OUTPUT.cpio [DEMODIR]
 
 . "$(dirname "$0")/lib.sh"
 
-TESTS=$1
-CPIO=$2
-DEMO=${3:-}
+OUT=$1
+TESTS=$2
+CPIO=$3
+DEMO=${4:-}
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
-mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,tests}
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,tests,modules}
+cp "$OUT/extmod/drivers/gpu/drm/vsvm/vsvm.ko" "$root/modules/"
 cp /bin/busybox "$root/bin/busybox"
 install -m 0755 "$TOP/build/guest-init" "$root/init"
 cp "$TESTS"/* "$root/tests/" 2>/dev/null || true

@@ -13,7 +13,7 @@ start=$SECONDS
 OUT=$("$TOP/build/kernel.sh")
 "$TOP/build/lint.sh"
 "$TOP/build/selftests.sh" "$OUT" "$OUT/svm-tests"
-"$TOP/build/initramfs.sh" "$OUT/svm-tests" "$OUT/svm-initramfs.cpio"
+"$TOP/build/initramfs.sh" "$OUT" "$OUT/svm-tests" "$OUT/svm-initramfs.cpio"
 mkdir -p "$OUT/logs"
 LOG=$OUT/logs/test-$(date +%Y%m%d-%H%M%S).log
 log "booting the test guest (${SVM_CPUS:-2} CPUs, TCG); console log: $LOG"
