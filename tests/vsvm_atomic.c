@@ -411,4 +411,31 @@ TEST_F(vsvm, bad_inputs)
 	unlink(path);
 }
 
+/* The device's totals in debugfs follow its files' counters. */
+TEST_F(vsvm, debugfs_stats)
+{
+	uint64_t *p = map_anon(PAGE_SZ);
+	char line[128];
+	long before = -1, after = -1;
+	FILE *f;
+
+	ASSERT_NE(p, NULL);
+	f = fopen("/sys/kernel/debug/vsvm/vsvm0/stats", "r");
+	ASSERT_NE(f, NULL);
+	while (fgets(line, sizeof(line), f))
+		sscanf(line, "ops: %ld", &before);
+	fclose(f);
+	p[0] = 1;
+	for (int i = 0; i < 3; i++)
+		ASSERT_EQ(vsvm_add64(self->fd, p, 1), 0);
+	f = fopen("/sys/kernel/debug/vsvm/vsvm0/stats", "r");
+	ASSERT_NE(f, NULL);
+	while (fgets(line, sizeof(line), f))
+		sscanf(line, "ops: %ld", &after);
+	fclose(f);
+	ASSERT_GE(before, 0);
+	ASSERT_EQ(after, before + 3);
+	munmap(p, PAGE_SZ);
+}
+
 TEST_HARNESS_MAIN

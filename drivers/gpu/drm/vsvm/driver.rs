@@ -3,6 +3,7 @@
 //! The DRM driver and its instances.
 
 use kernel::{
+    debugfs,
     device::DeviceContext,
     drm::{
         self,
@@ -17,7 +18,11 @@ use kernel::{
 
 use crate::{
     file::File,
-    gem::VsvmObject, //
+    gem::VsvmObject,
+    stats::{
+        DeviceStats,
+        StatsFile, //
+    },
 };
 
 /// The vsvm DRM driver.
@@ -29,6 +34,8 @@ pub(crate) struct VsvmData {
     pub(crate) index: u32,
     /// The contention policy shared by all instances, if enabled.
     pub(crate) residency: Option<Arc<kernel::drm::svm::Residency>>,
+    /// Counters of the device, over all its files.
+    pub(crate) stats: Arc<DeviceStats>,
 }
 
 /// The DRM device type of this driver.
@@ -70,6 +77,8 @@ impl drm::Driver for VsvmDriver {
 /// `_drm`: fields drop in declaration order.
 pub(crate) struct Instance {
     _drm: drm::Registration<'static, VsvmDriver>,
+    _stats: Pin<KBox<debugfs::File<StatsFile>>>,
+    _dir: debugfs::Dir,
     _faux: KBox<faux::Registration>,
 }
 
@@ -78,6 +87,7 @@ impl Instance {
     pub(crate) fn new(
         index: u32,
         residency: Option<Arc<kernel::drm::svm::Residency>>,
+        debugfs: &debugfs::Dir,
     ) -> Result<Self> {
         let name = CString::try_from_fmt(fmt!("vsvm{index}"))?;
         let faux = KBox::new(faux::Registration::new(&name, None)?, GFP_KERNEL)?;
@@ -85,7 +95,17 @@ impl Instance {
         // SAFETY: The faux registration is boxed and dropped after `drm` (see the type
         // invariants), so the device stays bound for as long as the reference is used.
         let fdev: &'static faux::Device<kernel::device::Bound> = unsafe { &*fdev };
-        let data = VsvmData { index, residency };
+        let stats = DeviceStats::new()?;
+        let dir = debugfs.subdir(&name);
+        let stats_file = KBox::pin_init(
+            dir.read_only_file(c"stats", StatsFile(stats.clone())),
+            GFP_KERNEL,
+        )?;
+        let data = VsvmData {
+            index,
+            residency,
+            stats,
+        };
         let unregistered = drm::UnregisteredDevice::<VsvmDriver>::new(fdev, Ok::<_, Error>(data))?;
         // SAFETY: The registration is stored in `Self` and dropped before the faux device; it
         // is never forgotten.
@@ -93,6 +113,8 @@ impl Instance {
         // INVARIANT: `drm` borrows `faux`'s device and is declared first.
         Ok(Self {
             _drm: drm,
+            _stats: stats_file,
+            _dir: dir,
             _faux: faux,
         })
     }

@@ -67,6 +67,7 @@ impl drm::file::DriverFile for File {
         let data = &**dev;
         let mut config = Config::new(Owner::from_ptr(data));
         config.residency = data.residency.clone();
+        config.device_stats = Some(data.stats.svm.clone());
         KBox::pin_init(
             try_pin_init!(File {
                 ctx <- SvmContext::new(mm, PageTable::new(), config),
@@ -130,7 +131,7 @@ impl File {
 
     /// IOCTL: one device atomic.
     pub(crate) fn atomic(
-        _dev: &VsvmDevice<Registered>,
+        dev: &VsvmDevice<Registered>,
         _reg: &(),
         req: &mut uapi::drm_vsvm_atomic,
         file: &drm::File<File>,
@@ -147,6 +148,7 @@ impl File {
             ops::run(p, addr % PAGE_SIZE, width, op, operand, compare)
         })?;
         file.inner().ops.fetch_add(1, Relaxed);
+        dev.stats.ops.fetch_add(1, Relaxed);
         req.result = old;
         req.faults = faults.try_into().unwrap_or(u32::MAX);
         Ok(0)
@@ -154,7 +156,7 @@ impl File {
 
     /// IOCTL: one device atomic over `count` addresses `stride` apart.
     pub(crate) fn atomic_range(
-        _dev: &VsvmDevice<Registered>,
+        dev: &VsvmDevice<Registered>,
         _reg: &(),
         req: &mut uapi::drm_vsvm_atomic_range,
         file: &drm::File<File>,
@@ -207,6 +209,7 @@ impl File {
             faults += f;
             sum = sum.wrapping_add(part);
             file.inner().ops.fetch_add((done - i) as u64, Relaxed);
+            dev.stats.ops.fetch_add((done - i) as u64, Relaxed);
             i = done;
         }
         req.faults = faults;

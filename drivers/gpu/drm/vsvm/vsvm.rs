@@ -13,8 +13,10 @@ mod file;
 mod gem;
 mod ops;
 mod pt;
+mod stats;
 
 use kernel::{
+    debugfs,
     prelude::*,
     time::Delta, //
 };
@@ -44,6 +46,7 @@ const MAX_DEVICES: u32 = 8;
 
 struct VsvmModule {
     _instances: KVec<Instance>,
+    _debugfs: debugfs::Dir,
 }
 
 impl kernel::Module for VsvmModule {
@@ -60,13 +63,15 @@ impl kernel::Module for VsvmModule {
                 us.into(),
             ))?),
         };
+        let dir = debugfs::Dir::new(c"vsvm");
         let mut instances = KVec::with_capacity(count as usize, GFP_KERNEL)?;
         for index in 0..count {
-            instances.push(Instance::new(index, residency.clone())?, GFP_KERNEL)?;
+            instances.push(Instance::new(index, residency.clone(), &dir)?, GFP_KERNEL)?;
         }
         pr_info!("{count} virtual SVM GPUs, residency {residency_us} us\n");
         Ok(Self {
             _instances: instances,
+            _debugfs: dir,
         })
     }
 }

@@ -174,6 +174,7 @@ impl<T: Driver> SvmContext<T> {
     /// Creates a context for `mm` (usually the opener's) with the device page table `pt`.
     pub fn new(mm: &MmWithUser, pt: T::PageTable, config: Config) -> impl PinInit<Self, Error> {
         let (owner, residency) = (config.owner, config.residency.clone());
+        let device_stats = config.device_stats.clone();
         let [pt_class, chunks_class, fault_class] = lock_classes();
         let shared = Arc::pin_init(
             pin_init!(Shared {
@@ -190,7 +191,7 @@ impl<T: Driver> SvmContext<T> {
                     pt_class.0,
                     pt_class.1,
                 ),
-                stats: Stats::new(),
+                stats: Stats::new(device_stats),
             }),
             GFP_KERNEL,
         );

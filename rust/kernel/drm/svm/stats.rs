@@ -7,10 +7,12 @@ use crate::{
         Event,
         Owner, //
     },
+    prelude::*,
     sync::atomic::{
         Atomic,
         Relaxed, //
     },
+    sync::Arc,
     time::Delta,
 };
 
@@ -105,6 +107,9 @@ pub struct Stats {
     nonblocking_busy: Atomic<u64>,
     residency_waits: Atomic<u64>,
     latency_us: [Atomic<u64>; LATENCY_BUCKETS],
+    /// Counters that also see every update of these, such as a device's totals over all its
+    /// contexts.
+    parent: Option<Arc<Stats>>,
 }
 
 /// A copy of the [`Stats`] of a context at one moment.
@@ -152,7 +157,15 @@ impl Snapshot {
 }
 
 impl Stats {
-    pub(crate) const fn new() -> Self {
+    /// Counters shared by several contexts, to pass as [`Config::device_stats`]: for example a
+    /// device's totals, for debugfs.
+    ///
+    /// [`Config::device_stats`]: super::Config::device_stats
+    pub fn new_shared() -> Result<Arc<Self>> {
+        Ok(Arc::new(Self::new(None), GFP_KERNEL)?)
+    }
+
+    pub(crate) const fn new(parent: Option<Arc<Stats>>) -> Self {
         Self {
             faults: Atomic::new(0),
             pages_granted: Atomic::new(0),
@@ -167,58 +180,67 @@ impl Stats {
             nonblocking_busy: Atomic::new(0),
             residency_waits: Atomic::new(0),
             latency_us: [const { Atomic::new(0) }; LATENCY_BUCKETS],
+            parent,
+        }
+    }
+
+    /// Adds `n` to the counter `field` picks, here and in the parent.
+    fn bump(&self, field: impl Fn(&Stats) -> &Atomic<u64>, n: u64) {
+        field(self).fetch_add(n, Relaxed);
+        if let Some(parent) = &self.parent {
+            field(parent).fetch_add(n, Relaxed);
         }
     }
 
     pub(crate) fn fault(&self) {
-        self.faults.fetch_add(1, Relaxed);
+        self.bump(|s| &s.faults, 1);
     }
 
     pub(crate) fn granted(&self) {
-        self.pages_granted.fetch_add(1, Relaxed);
+        self.bump(|s| &s.pages_granted, 1);
     }
 
     pub(crate) fn already_mapped(&self) {
-        self.pages_already_mapped.fetch_add(1, Relaxed);
+        self.bump(|s| &s.pages_already_mapped, 1);
     }
 
     pub(crate) fn retry(&self) {
-        self.retries.fetch_add(1, Relaxed);
+        self.bump(|s| &s.retries, 1);
     }
 
     pub(crate) fn timeout(&self) {
-        self.timeouts.fetch_add(1, Relaxed);
+        self.bump(|s| &s.timeouts, 1);
     }
 
     pub(crate) fn error(&self) {
-        self.errors.fetch_add(1, Relaxed);
+        self.bump(|s| &s.errors, 1);
     }
 
     pub(crate) fn own_event(&self) {
-        self.own_events_ignored.fetch_add(1, Relaxed);
+        self.bump(|s| &s.own_events_ignored, 1);
     }
 
     pub(crate) fn own_invalidation(&self) {
-        self.own_invalidations.fetch_add(1, Relaxed);
+        self.bump(|s| &s.own_invalidations, 1);
     }
 
     pub(crate) fn busy(&self) {
-        self.nonblocking_busy.fetch_add(1, Relaxed);
+        self.bump(|s| &s.nonblocking_busy, 1);
     }
 
     pub(crate) fn residency_wait(&self) {
-        self.residency_waits.fetch_add(1, Relaxed);
+        self.bump(|s| &s.residency_waits, 1);
     }
 
     pub(crate) fn revoked(&self, cause: RevokeCause, pages: u64) {
-        self.revocations[cause.index()].fetch_add(1, Relaxed);
-        self.pages_revoked.fetch_add(pages, Relaxed);
+        self.bump(|s| &s.revocations[cause.index()], 1);
+        self.bump(|s| &s.pages_revoked, pages);
     }
 
     pub(crate) fn latency(&self, d: Delta) {
         let us = d.as_micros_ceil().max(0) as u64;
         let bucket = (u64::BITS - us.leading_zeros()) as usize;
-        self.latency_us[bucket.min(LATENCY_BUCKETS - 1)].fetch_add(1, Relaxed);
+        self.bump(|s| &s.latency_us[bucket.min(LATENCY_BUCKETS - 1)], 1);
     }
 
     /// Reads all counters (each exactly, the set not atomically).
