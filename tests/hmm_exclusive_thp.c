@@ -17,10 +17,7 @@
 
 #include "kselftest_harness.h"
 #include "test_hmm_uapi.h"
-
-#define PAGE_SZ		4096UL
-#define THP_SZ		(2UL << 20)
-#define KPF_THP		22
+#include "thp.h"
 
 FIXTURE(dmirror)
 {
@@ -46,71 +43,6 @@ static int dmirror_cmd(int fd, unsigned long req, void *addr, void *mirror,
 	cmd->ptr = (uintptr_t)mirror;
 	cmd->npages = npages;
 	return ioctl(fd, req, cmd) ? -errno : 0;
-}
-
-/* Returns a THP_SZ-aligned, THP_SZ-long MADV_HUGEPAGE region, or NULL. */
-static void *thp_alloc(void)
-{
-	char *p = mmap(NULL, 2 * THP_SZ, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	char *a;
-
-	if (p == MAP_FAILED)
-		return NULL;
-	a = (char *)(((uintptr_t)p + THP_SZ - 1) & ~(THP_SZ - 1));
-	if (madvise(a, THP_SZ, MADV_HUGEPAGE))
-		return NULL;
-	return a;
-}
-
-/* AnonHugePages of the VMA containing @addr, in kB, from /proc/self/smaps. */
-static long anon_huge_kb(void *addr)
-{
-	unsigned long lo, hi, a = (uintptr_t)addr;
-	char line[256];
-	int in_vma = 0;
-	long kb = -1;
-	FILE *f = fopen("/proc/self/smaps", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		/* VMA header lines start "lo-hi perms ..."; fields start "Name:". */
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
-		    strchr(line, '-') < strchr(line, ' ')) {
-			in_vma = a >= lo && a < hi;
-			continue;
-		}
-		if (in_vma && sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
-			break;
-	}
-	fclose(f);
-	return kb;
-}
-
-/* Whether the page mapped at @addr belongs to a THP (pagemap + kpageflags). */
-static int page_is_thp(void *addr)
-{
-	uint64_t ent, flags;
-	int pm = open("/proc/self/pagemap", O_RDONLY);
-	int kf = open("/proc/kpageflags", O_RDONLY);
-	int ret = -1;
-
-	if (pm < 0 || kf < 0)
-		goto out;
-	if (pread(pm, &ent, sizeof(ent), (uintptr_t)addr / PAGE_SZ * 8) != sizeof(ent))
-		goto out;
-	if (!(ent & (1ULL << 63)))
-		goto out;	/* not present */
-	if (pread(kf, &flags, sizeof(flags), (ent & ((1ULL << 55) - 1)) * 8) != sizeof(flags))
-		goto out;
-	ret = !!(flags & (1ULL << KPF_THP));
-out:
-	if (pm >= 0)
-		close(pm);
-	if (kf >= 0)
-		close(kf);
-	return ret;
 }
 
 /* The upstream hmm-tests "exclusive" case, on a few 4 KiB pages. */

@@ -12,10 +12,8 @@
 
 #include "kselftest_harness.h"
 #include "vsvm_common.h"
+#include "thp.h"
 
-#define PAGE_SZ		4096UL
-#define THP_SZ		(2UL << 20)
-#define KPF_THP		22
 #define ATOMIC_PTE	(DRM_VSVM_PTE_VALID | DRM_VSVM_PTE_WRITE | DRM_VSVM_PTE_ATOMIC)
 
 FIXTURE(vsvm)
@@ -44,61 +42,6 @@ static void *map_anon(unsigned long size)
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 	return p == MAP_FAILED ? NULL : p;
-}
-
-static void *thp_alloc(void)
-{
-	char *p = map_anon(2 * THP_SZ), *a;
-
-	if (!p)
-		return NULL;
-	a = (char *)(((uintptr_t)p + THP_SZ - 1) & ~(THP_SZ - 1));
-	return madvise(a, THP_SZ, MADV_HUGEPAGE) ? NULL : a;
-}
-
-static long anon_huge_kb(void *addr)
-{
-	unsigned long lo, hi, a = (uintptr_t)addr;
-	char line[256];
-	int in_vma = 0;
-	long kb = -1;
-	FILE *f = fopen("/proc/self/smaps", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
-		    strchr(line, '-') < strchr(line, ' ')) {
-			in_vma = a >= lo && a < hi;
-			continue;
-		}
-		if (in_vma && sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
-			break;
-	}
-	fclose(f);
-	return kb;
-}
-
-static int page_is_thp(void *addr)
-{
-	uint64_t ent, flags;
-	int pm = open("/proc/self/pagemap", O_RDONLY);
-	int kf = open("/proc/kpageflags", O_RDONLY);
-	int ret = -1;
-
-	if (pm < 0 || kf < 0)
-		goto out;
-	if (pread(pm, &ent, 8, (uintptr_t)addr / PAGE_SZ * 8) != 8 || !(ent & (1ULL << 63)))
-		goto out;
-	if (pread(kf, &flags, 8, (ent & ((1ULL << 55) - 1)) * 8) != 8)
-		goto out;
-	ret = !!(flags & (1ULL << KPF_THP));
-out:
-	if (pm >= 0)
-		close(pm);
-	if (kf >= 0)
-		close(kf);
-	return ret;
 }
 
 /* hmm-tests "exclusive": device access to every page, then the CPU takes them back. */

@@ -11,9 +11,8 @@
 
 #include "kselftest_harness.h"
 #include "vsvm_common.h"
+#include "thp.h"
 
-#define PAGE_SZ		4096UL
-#define THP_SZ		(2UL << 20)
 #define DEV_THREADS	2
 #define CPU_THREADS	2
 
@@ -109,16 +108,12 @@ TEST(one_page)
 
 TEST(spread_over_a_thp)
 {
-	char *raw = mmap(NULL, 2 * THP_SZ, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	uint64_t *p;
+	uint64_t *p = thp_alloc();
 
-	ASSERT_NE(raw, MAP_FAILED);
-	p = (uint64_t *)(((uintptr_t)raw + THP_SZ - 1) & ~(THP_SZ - 1));
-	ASSERT_EQ(madvise(p, THP_SZ, MADV_HUGEPAGE), 0);
+	ASSERT_NE(p, NULL);
 	memset(p, 0, THP_SZ);
 	contend(_metadata, p, THP_SZ / PAGE_SZ, 10);
-	munmap(raw, 2 * THP_SZ);
+	munmap(p, THP_SZ);
 }
 
 TEST_HARNESS_MAIN

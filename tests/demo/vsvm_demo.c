@@ -11,9 +11,8 @@
 #include <time.h>
 
 #include "../vsvm_common.h"
+#include "../thp.h"
 
-#define PAGE_SZ		4096UL
-#define THP_SZ		(2UL << 20)
 #define NPAGES		(THP_SZ / PAGE_SZ)
 #define DEV_THREADS	2
 #define CPU_THREADS	2
@@ -52,29 +51,6 @@ static void *work(void *arg)
 	return NULL;
 }
 
-static long anon_huge_kb(void *addr)
-{
-	unsigned long lo, hi, a = (uintptr_t)addr;
-	char line[256];
-	int in_vma = 0;
-	long kb = -1;
-	FILE *f = fopen("/proc/self/smaps", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
-		    strchr(line, '-') < strchr(line, ' ')) {
-			in_vma = a >= lo && a < hi;
-			continue;
-		}
-		if (in_vma && sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
-			break;
-	}
-	fclose(f);
-	return kb;
-}
-
 int main(void)
 {
 	int ndev = vsvm_count(), fds[VSVM_MAX_DEVICES], n = 0, bad = 0;
@@ -83,7 +59,6 @@ int main(void)
 	unsigned long cpu_ops = 0, total_ops = 0;
 	uint64_t sum = 0, expect;
 	struct timespec t0, t1;
-	char *raw;
 	uint64_t *buf;
 	long thp_kb;
 
@@ -91,11 +66,9 @@ int main(void)
 		printf("vsvm demo: no vsvm device\n");
 		return 1;
 	}
-	raw = mmap(NULL, 2 * THP_SZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (raw == MAP_FAILED)
+	buf = thp_alloc();
+	if (!buf)
 		return 1;
-	buf = (uint64_t *)(((uintptr_t)raw + THP_SZ - 1) & ~(THP_SZ - 1));
-	madvise(buf, THP_SZ, MADV_HUGEPAGE);
 	memset(buf, 0, THP_SZ);
 	thp_kb = anon_huge_kb(buf);
 
