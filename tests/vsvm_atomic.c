@@ -287,6 +287,45 @@ TEST_F(vsvm, fd_in_another_process_is_refused)
 	munmap(p, PAGE_SZ);
 }
 
+/*
+ * After exec() the process has a new address space: a vsvm fd kept across it
+ * must not reach the new one (nor the old, which is gone). The re-executed
+ * test binary runs this before the harness when VSVM_EXEC_PROBE names the fd.
+ */
+__attribute__((constructor)) static void exec_probe(void)
+{
+	const char *fd = getenv("VSVM_EXEC_PROBE");
+	uint64_t *p;
+
+	if (!fd)
+		return;
+	p = mmap(NULL, PAGE_SZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		_exit(3);
+	_exit(vsvm_add64(atoi(fd), p, 1) == -EACCES && vsvm_query(atoi(fd), p) == -EACCES ?
+	      0 : 1);
+}
+
+TEST_F(vsvm, fd_after_exec_is_refused)
+{
+	char num[16];
+	int status, fd = dup(self->fd);	/* dup() clears O_CLOEXEC */
+	pid_t pid;
+
+	ASSERT_GE(fd, 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		snprintf(num, sizeof(num), "%d", fd);
+		setenv("VSVM_EXEC_PROBE", num, 1);
+		execl("/proc/self/exe", "vsvm_atomic", NULL);
+		_exit(4);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+	close(fd);
+}
+
 TEST_F(vsvm, bad_inputs)
 {
 	char *p = map_anon(4 * PAGE_SZ);
