@@ -92,6 +92,8 @@ pub struct Config {
     /// A minimum residency shared with other devices' contexts, or `None` (nouveau's
     /// behaviour: a grant can be taken away at once).
     pub residency: Option<Arc<Residency>>,
+    /// Counters that also count everything this context counts (see [`Stats::new_shared`]).
+    pub device_stats: Option<Arc<Stats>>,
     /// Called between `make_device_exclusive()` and the sequence check, for tests that inject
     /// invalidations there.
     #[cfg(CONFIG_RUST_DRM_SVM_KUNIT_TEST)]
@@ -110,6 +112,7 @@ impl Config {
             timeout: Self::DEFAULT_TIMEOUT,
             notifiers: NotifierMode::LongLived,
             residency: None,
+            device_stats: None,
             #[cfg(CONFIG_RUST_DRM_SVM_KUNIT_TEST)]
             test_hook: None,
         }
