@@ -7,6 +7,7 @@ use kernel::{
         self,
         svm::{
             Config,
+            NotifierMode,
             RevokeCause,
             SvmContext, //
         },
@@ -68,6 +69,9 @@ impl drm::file::DriverFile for File {
         let mut config = Config::new(Owner::from_ptr(data));
         config.residency = data.residency.clone();
         config.device_stats = Some(data.stats.svm.clone());
+        if crate::module_parameters::per_fault_notifiers.value() {
+            config.notifiers = NotifierMode::PerFault;
+        }
         KBox::pin_init(
             try_pin_init!(File {
                 ctx <- SvmContext::new(mm, PageTable::new(), config),

@@ -8,6 +8,7 @@
 //! `kernel::drm::svm` resolves by making the page exclusive to the device. Several instances
 //! contending for the same pages are a multi-GPU system. See `Documentation/gpu/vsvm.rst`.
 
+mod bench;
 mod driver;
 mod file;
 mod gem;
@@ -38,6 +39,10 @@ module! {
             default: 0,
             description: "Minimum residency of a grant before another GPU may take it, in us (0: off)",
         },
+        per_fault_notifiers: bool {
+            default: false,
+            description: "Insert and remove a notifier for every fault, as nouveau does (for comparison)",
+        },
     },
 }
 
@@ -46,6 +51,7 @@ const MAX_DEVICES: u32 = 8;
 
 struct VsvmModule {
     _instances: KVec<Instance>,
+    _bench: Pin<KBox<debugfs::File<bench::Bench>>>,
     _debugfs: debugfs::Dir,
 }
 
@@ -71,6 +77,15 @@ impl kernel::Module for VsvmModule {
         pr_info!("{count} virtual SVM GPUs, residency {residency_us} us\n");
         Ok(Self {
             _instances: instances,
+            _bench: KBox::pin_init(
+                dir.read_write_callback_file(
+                    c"bench_floor",
+                    bench::Bench::new(),
+                    &bench::Bench::show,
+                    &bench::Bench::run,
+                ),
+                GFP_KERNEL,
+            )?,
             _debugfs: dir,
         })
     }
