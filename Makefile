@@ -6,7 +6,7 @@
 # directory; see README.md.  (Kbuild, not this file, is what an out-of-tree
 # module build reads.)
 
-.PHONY: all test check demo setup kernel fmt clean-cache help
+.PHONY: all test check demo bench setup kernel fmt help
 
 all: test
 
@@ -23,6 +23,10 @@ check:
 ## demo: boot the kernel and run the multi-device atomic contention workload
 demo:
 	@build/demo.sh
+
+## bench: boot once and run the benchmarks (medians, spreads, ratios)
+bench:
+	@build/bench.sh
 
 ## setup: install the packages and tools
 setup:

@@ -3,7 +3,7 @@
 #
 # Packs the guest userspace: busybox-static, the init script and the
 # selftest binaries (and the demo), and the vsvm module built out of tree.
-# Usage: initramfs.sh OUT TESTDIR OUTPUT.cpio [DEMODIR]
+# Usage: initramfs.sh OUT TESTDIR OUTPUT.cpio [DEMODIR [BENCHDIR]]
 
 . "$(dirname "$0")/lib.sh"
 
@@ -11,6 +11,7 @@ OUT=$1
 TESTS=$2
 CPIO=$3
 DEMO=${4:-}
+BENCH=${5:-}
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,tests,modules}
@@ -21,6 +22,10 @@ cp "$TESTS"/* "$root/tests/" 2>/dev/null || true
 if [ -n "$DEMO" ]; then
 	mkdir -p "$root/demo"
 	cp "$DEMO"/* "$root/demo/"
+fi
+if [ -n "$BENCH" ]; then
+	mkdir -p "$root/bench"
+	cp "$BENCH"/* "$root/bench/"
 fi
 (cd "$root" && find . | sort | cpio -o -H newc --quiet -R 0:0) > "$CPIO.tmp"
 mv "$CPIO.tmp" "$CPIO"

@@ -23,7 +23,7 @@ CHECKPATCH=("$SRC/scripts/checkpatch.pl" --strict --no-tree --quiet --no-summary
 cfiles=$(git ls-files -co --exclude-standard '*.c' '*.h')
 for f in $cfiles; do
 	# The selftests follow kselftest conventions (e.g. TEST_F macros read as functions).
-	case "$f" in tests/*) extra=(--ignore MACRO_ARG_UNUSED,OPEN_BRACE,TRAILING_SEMICOLON,PREFER_KERNEL_TYPES) ;; *) extra=() ;; esac
+	case "$f" in tests/* | bench/*) extra=(--ignore MACRO_ARG_UNUSED,OPEN_BRACE,TRAILING_SEMICOLON,PREFER_KERNEL_TYPES) ;; *) extra=() ;; esac
 	"${CHECKPATCH[@]}" "${extra[@]}" -f "$f" || fail=1
 done
 for p in patches/*.patch; do

@@ -1,0 +1,41 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# Runs in the guest (busybox sh) for `make bench`: every figure, variants
+# alternated, the vsvm module reloaded where a variant needs other parameters.
+
+B=/bench/svm_bench
+load() {
+	rmmod vsvm 2>/dev/null
+	insmod /modules/vsvm.ko "$@" || echo "BENCH-ERROR insmod $*"
+}
+run() {
+	"$B" "$@" || echo "BENCH-ERROR $*"
+}
+
+load devices=2
+run floor
+run grant
+run batch
+run noise
+
+# Notifier strategy: alternate nouveau's per-fault notifiers and long-lived ones.
+for rep in 1 2 3; do
+	load devices=2 per_fault_notifiers=1
+	run single per-fault
+	load devices=2
+	run single long-lived
+done
+
+# Contention: devices x CPU threads x pages, without and with a 5 ms residency.
+for policy in 0 5000; do
+	load devices=8 residency_us=$policy
+	for ndev in 1 2 4 8; do
+		for ncpu in 0 2; do
+			for pages in 1 512; do
+				run contention $ndev $ncpu $pages "res$policy"
+			done
+		done
+	done
+done
+rmmod vsvm
+echo "BENCH-DONE"

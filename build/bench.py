@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Summarises the BENCH lines of `make bench`: medians and spreads of each
+variant, and the ratios each figure compares.  Writes the raw and summarised
+numbers as JSON.  Usage: bench.py RESULTS.csv RESULTS.json"""
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+
+def main():
+    csv_path, json_path = sys.argv[1], sys.argv[2]
+    runs = defaultdict(list)
+    units = {}
+    with open(csv_path) as f:
+        for line in f:
+            _, fig, variant, value, unit = line.strip().split(",")
+            runs[(fig, variant)].append(float(value))
+            units[(fig, variant)] = unit
+
+    def med(fig, variant):
+        v = runs.get((fig, variant))
+        return statistics.median(v) if v else float("nan")
+
+    def spread(fig, variant):
+        v = runs.get((fig, variant), [])
+        return f"{min(v):.2f}-{max(v):.2f}" if v else "-"
+
+    print("figure                     compared                                  median (spread)               ratio")
+    def row(fig, label, a, b, target):
+        ma, mb = med(fig, a), med(fig, b)
+        ratio = ma / mb if mb else float("nan")
+        u = units.get((fig, a), "")
+        print(f"{fig:<26} {a} vs {b:<22} {ma:8.2f} ({spread(fig, a)}) vs {mb:8.2f} ({spread(fig, b)}) {u}  {ratio:6.2f}x  (target {target})")
+
+    row("floor", "backend vs bare", "backend", "bare", "<= 1.25")
+    row("grant", "vsvm vs C, 4 KiB", "vsvm-4k", "test_hmm-4k", "<= 0.25")
+    row("grant", "vsvm vs C, THP", "vsvm-thp", "test_hmm-thp", "<= 0.25")
+    row("notifiers", "per-fault vs long-lived", "per-fault", "long-lived", ">= 2")
+    row("batching", "512 x 1 page vs 1 x 512", "512x1", "1x512", ">= 3")
+    print(f"{'noise':<26} retries per fault on P while P+1 ping-pongs: "
+          f"{med('noise', 'retries-per-fault'):.4f} (target ~0)")
+    print()
+    print("contention (0.4 s per run; res0 = no residency policy, res5000 = 5 ms)")
+    print(f"{'variant':<30} {'ops/s':>10} {'min/max':>8} {'retries/op':>11} {'revoked/op':>11}")
+    names = sorted({v for (fig, v) in runs if fig == "contention-opss"},
+                   key=lambda n: (n.split(":")[0], int(n.split(":")[1].split("gpu")[0]), n))
+    for n in names:
+        print(f"{n:<30} {med('contention-opss', n):10.0f} {med('contention-fairness', n):8.2f} "
+              f"{med('contention-retries', n):11.4f} {med('contention-revocations', n):11.4f}")
+
+    out = {f"{fig}/{variant}": {"unit": units[(fig, variant)], "values": v,
+                                 "median": statistics.median(v)}
+           for (fig, variant), v in runs.items()}
+    with open(json_path, "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"\nraw numbers: {csv_path}, {json_path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
