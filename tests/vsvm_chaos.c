@@ -35,7 +35,7 @@ static void *hammer(void *arg)
 		int err = vsvm_add64(h->fd, &h->buf[(i % NPAGES) * PAGE_SZ / 8], 1);
 
 		if (!err) {
-			h->ok++;
+			__atomic_fetch_add(&h->ok, 1, __ATOMIC_RELAXED);
 			continue;
 		}
 		if (err != h->allowed[0] && err != h->allowed[1] && err != h->allowed[2] &&
@@ -87,6 +87,13 @@ static void start(struct __test_metadata *_metadata, struct _test_data_chaos *se
 		self->h[d].allowed[1] = a1;
 		self->h[d].allowed[2] = a1;
 		ASSERT_EQ(pthread_create(&self->t[d], NULL, hammer, &self->h[d]), 0);
+	}
+	/* The churn starts once both devices are at work (bounded wait). */
+	for (int i = 0; i < 25000; i++) {
+		if (__atomic_load_n(&self->h[0].ok, __ATOMIC_RELAXED) &&
+		    __atomic_load_n(&self->h[1].ok, __ATOMIC_RELAXED))
+			break;
+		nap();
 	}
 }
 

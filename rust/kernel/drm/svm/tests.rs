@@ -208,7 +208,8 @@ mod kunit {
     fn residency_makes_the_contender_back_off() -> Result {
         let mem = UserMem::new(Kind::Anon, P)?;
         mem.write_u64(0, 0)?;
-        let residency = Residency::new(Delta::from_millis(2))?;
+        // Long enough that the other device always faults inside the slice, even on a slow guest.
+        let residency = Residency::new(Delta::from_millis(20))?;
         let mk = |owner: &'static u8| -> Result<Pin<KBox<SvmContext<TestDriver>>>> {
             let mm = current_mm().ok_or(EINVAL)?;
             let pt = TestPt {
