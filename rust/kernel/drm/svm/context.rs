@@ -262,8 +262,8 @@ impl<T: Driver> SvmContext<T> {
     /// would fault).
     ///
     /// `f` runs under the page-table lock: the CPU and other devices wait to take the page
-    /// back until it returns, so it must be short, and it must not fault on user memory or
-    /// take the mmap lock.
+    /// back until it returns, so it must be short, and it must not fault on user memory, take
+    /// the mmap lock or call back into this context (the lock is not recursive).
     pub fn with_atomic_page<R>(
         &self,
         addr: usize,
