@@ -22,7 +22,8 @@ use crate::{
             Owner, //
         },
         Mm,
-        MmWithUser, //
+        MmWithUser,
+        MmapReadGuard, //
     },
     page::{
         PAGE_SHIFT,
@@ -245,13 +246,41 @@ impl<T: Driver> SvmContext<T> {
         let start = Instant::<Monotonic>::now();
         let mm = self.mm.mmget_not_zero().ok_or(ESRCH)?;
         let _serial = self.fault_lock.lock();
+        // Across the pages of a batch: the chunk notifier (looked up once per 2 MiB) and the
+        // mmap read lock (dropped only to retry, wait, or create a notifier).
+        let mut chunk: Option<(usize, Arc<ChunkNotifier<T>>)> = None;
+        let mut lock = None;
         let mut ret = Ok(());
         for i in 0..npages {
-            ret = self.fault_page(&mm, addr + i * PAGE_SIZE);
+            let page = addr + i * PAGE_SIZE;
+            let index = page / CHUNK_SIZE;
+            if chunk.as_ref().map(|c| c.0) != Some(index) {
+                // Creating a notifier may take the mmap lock for writing.
+                lock = None;
+                if let Some((_, old)) = chunk.take() {
+                    old.data().users.fetch_sub(1, Relaxed);
+                }
+                match self.chunk(&mm, page) {
+                    Ok(c) => chunk = Some((index, c)),
+                    Err(e) => {
+                        ret = Err(e);
+                        break;
+                    }
+                }
+            }
+            if let Some((_, c)) = &chunk {
+                ret = self.fault_page(&mm, page, c, &mut lock);
+            }
             if ret.is_err() {
-                stats.error();
                 break;
             }
+        }
+        drop(lock);
+        if let Some((_, c)) = chunk {
+            c.data().users.fetch_sub(1, Relaxed);
+        }
+        if ret.is_err() {
+            stats.error();
         }
         stats.latency(start.elapsed());
         ret
@@ -362,35 +391,44 @@ impl<T: Driver> SvmContext<T> {
         Ok(chunk)
     }
 
-    fn fault_page(&self, mm: &MmWithUser, addr: usize) -> Result {
+    /// Grants one page. `lock` is the mmap read lock if the caller's batch holds it; it is
+    /// taken when needed and dropped before anything that may sleep for long or take it again.
+    fn fault_page<'a>(
+        &self,
+        mm: &'a MmWithUser,
+        addr: usize,
+        chunk: &ChunkNotifier<T>,
+        lock: &mut Option<MmapReadGuard<'a>>,
+    ) -> Result {
         let shared = &self.shared;
-        let chunk = self.chunk(mm, addr)?;
         // Published before any `read_begin()`: the notifier core's lock orders this store
         // before the callback of any invalidation that begins after it.
         shared.granting_addr.store(addr, Release);
-        let ret = self.fault_page_in(mm, addr, &chunk, Instant::<Monotonic>::now());
+        let ret = self.fault_page_in(mm, addr, chunk, lock);
         shared.granting_addr.store(NO_PAGE, Release);
-        chunk.data().users.fetch_sub(1, Relaxed);
         if ret == Err(EBUSY) {
             shared.stats.timeout();
         }
         ret
     }
 
-    fn fault_page_in(
+    fn fault_page_in<'a>(
         &self,
-        mm: &MmWithUser,
+        mm: &'a MmWithUser,
         addr: usize,
-        chunk: &Arc<ChunkNotifier<T>>,
-        started: Instant<Monotonic>,
+        chunk: &ChunkNotifier<T>,
+        lock: &mut Option<MmapReadGuard<'a>>,
     ) -> Result {
         let shared = &self.shared;
+        let timeout = self.config.timeout;
+        // The deadline starts with the first retry: most grants never need the clock.
+        let mut started: Option<Instant<Monotonic>> = None;
         let mut attempt = 0u32;
         loop {
             if fatal_signal_pending() {
                 return Err(EINTR);
             }
-            if attempt > 0 && started.elapsed() > self.config.timeout {
+            if started.is_some_and(|s| s.elapsed() > timeout) {
                 return Err(EBUSY);
             }
             if shared
@@ -403,19 +441,23 @@ impl<T: Driver> SvmContext<T> {
                 shared.stats.already_mapped();
                 return Ok(());
             }
-            // Allocate before any lock: the page-table lock may be needed by reclaim.
+            // Allocate before the page-table lock, which reclaim may need.
             let reservation = RBTreeNodeReservation::new(GFP_KERNEL)?;
             let per_fault = match self.config.notifiers {
                 NotifierMode::LongLived => None,
-                NotifierMode::PerFault => Some(Arc::pin_init(
-                    MmuIntervalNotifier::new(
-                        mm,
-                        addr,
-                        PAGE_SIZE,
-                        Ok::<_, Error>(Chunk::new(shared.clone())),
-                    ),
-                    GFP_KERNEL,
-                )?),
+                NotifierMode::PerFault => {
+                    // Inserting a notifier may take the mmap lock.
+                    *lock = None;
+                    Some(Arc::pin_init(
+                        MmuIntervalNotifier::new(
+                            mm,
+                            addr,
+                            PAGE_SIZE,
+                            Ok::<_, Error>(Chunk::new(shared.clone())),
+                        ),
+                        GFP_KERNEL,
+                    )?)
+                }
             };
             let seq_notifier: &ChunkNotifier<T> = per_fault.as_deref().unwrap_or(chunk);
             if let Some(residency) = &shared.residency {
@@ -423,26 +465,28 @@ impl<T: Driver> SvmContext<T> {
                     residency.remaining(shared.mm_key, addr >> PAGE_SHIFT, shared.owner_key())
                 {
                     // Back off for the rest of the other device's slice, within our deadline.
-                    let budget = self.config.timeout - started.elapsed();
+                    let budget = started.map_or(timeout, |s| timeout - s.elapsed());
                     if budget > Delta::ZERO {
                         shared.stats.residency_wait();
+                        *lock = None;
                         fsleep(if left < budget { left } else { budget });
                     }
                 }
             }
             let seq = seq_notifier.read_begin();
 
+            let guard = lock.get_or_insert_with(|| mm.mmap_read_lock());
             shared
                 .granting_task
                 .store(Task::current_raw() as usize, Relaxed);
-            let grant = mm
-                .mmap_read_lock()
-                .make_device_exclusive(addr, shared.owner);
+            let grant = guard.make_device_exclusive(addr, shared.owner);
             shared.granting_task.store(0, Relaxed);
             let grant = grant?;
 
             #[cfg(CONFIG_RUST_DRM_SVM_KUNIT_TEST)]
             if let Some(hook) = self.config.test_hook {
+                // The hook may take the mmap lock itself.
+                *lock = None;
                 hook(addr);
             }
 
@@ -450,7 +494,10 @@ impl<T: Driver> SvmContext<T> {
             if seq_notifier.read_retry(seq) {
                 drop(state);
                 drop(grant);
+                // Let whoever collided with us (and any writer) have the mmap lock.
+                *lock = None;
                 shared.stats.retry();
+                started.get_or_insert_with(Instant::<Monotonic>::now);
                 attempt += 1;
                 backoff(attempt);
                 continue;
