@@ -10,6 +10,46 @@ import sys
 from collections import defaultdict
 
 
+def plot(runs, path):
+    """Contention throughput and fairness against the number of GPUs, as SVG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("svg")
+        import matplotlib.pyplot as plt
+        import matplotlib.ticker
+    except ImportError:
+        print("(matplotlib missing: no plot)")
+        return False
+    series = defaultdict(dict)
+    for (fig, name), values in runs.items():
+        if not fig.startswith("contention-"):
+            continue
+        policy, who, pages = name.split(":")
+        gpus, cpus = who.split("gpu+")
+        key = f"{policy} {cpus}, {pages}"
+        series[(fig, key)][int(gpus)] = statistics.median(values)
+    fig_, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for (fig, key), points in sorted(series.items()):
+        xs = sorted(points)
+        if fig == "contention-opss":
+            ax1.plot(xs, [points[x] for x in xs], marker="o", label=key)
+        elif fig == "contention-fairness":
+            ax2.plot(xs, [points[x] for x in xs], marker="o", label=key)
+    ax1.set(xlabel="GPUs", ylabel="atomic ops/s (all participants)", xscale="log", yscale="log",
+            title="throughput")
+    ax2.set(xlabel="GPUs", ylabel="min/max progress", xscale="log", title="fairness")
+    for ax in (ax1, ax2):
+        ax.set_xticks([1, 2, 4, 8], labels=["1", "2", "4", "8"])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.grid(True, alpha=0.3)
+    ax2.legend(fontsize=7, loc="best")
+    fig_.suptitle("vsvm contention (res0: no residency, res5000: 5 ms; cpu threads; pages)")
+    fig_.tight_layout()
+    fig_.savefig(path)
+    return True
+
+
 def main():
     csv_path, json_path = sys.argv[1], sys.argv[2]
     runs = defaultdict(list)
@@ -50,6 +90,10 @@ def main():
     for n in names:
         print(f"{n:<30} {med('contention-opss', n):10.0f} {med('contention-fairness', n):8.2f} "
               f"{med('contention-retries', n):11.4f} {med('contention-revocations', n):11.4f}")
+
+    svg = json_path.rsplit(".", 1)[0] + ".svg"
+    if plot(runs, svg):
+        print(f"plot: {svg}")
 
     out = {f"{fig}/{variant}": {"unit": units[(fig, variant)], "values": v,
                                  "median": statistics.median(v)}

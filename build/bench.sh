@@ -11,6 +11,10 @@
 # build directory; the first `make bench` builds it, about 8 minutes).
 export SVM_PROFILE=bench
 "$TOP/build/setup.sh"
+# The plot needs matplotlib (from PyPI).
+python3 -c 'import matplotlib' 2>/dev/null ||
+	python3 -m pip install --quiet matplotlib >&2 ||
+	log "matplotlib could not be installed: no plot"
 OUT=$("$TOP/build/kernel.sh")
 mkdir -p "$OUT/svm-bench" "$OUT/svm-empty" "$OUT/logs" "$OUT/bench"
 gcc -O2 -static -pthread -Wall -Werror -isystem "$OUT/usr/include" -I "$SRC/lib" \
