@@ -80,6 +80,12 @@ def main():
     row("grant", "vsvm vs C, THP", "vsvm-thp", "test_hmm-thp", "<= 0.25")
     row("notifiers", "per-fault vs long-lived", "per-fault", "long-lived", ">= 2")
     row("batching", "512 x 1 page vs 1 x 512", "512x1", "1x512", ">= 3")
+    phases = [(v, med("profile", v)) for (fig, v) in runs if fig == "profile"]
+    if phases:
+        total = sum(t for _, t in phases)
+        print("profile of a single-page backend fault (us per page): " +
+              ", ".join(f"{v.removesuffix('_ns_per_page')} {t:.2f} ({100 * t / total:.0f}%)"
+                        for v, t in phases))
     print(f"{'noise':<26} retries per fault on P while P+1 ping-pongs: "
           f"{med('noise', 'retries-per-fault'):.4f} (target ~0)")
     print()

@@ -393,6 +393,54 @@ TEST_F(vsvm, bad_inputs)
 	unlink(path);
 }
 
+static int write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_TRUNC);
+	int ok;
+
+	if (fd < 0)
+		return -errno;
+	ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+	close(fd);
+	return ok ? 0 : -EIO;
+}
+
+/* A fault, a grant and a CPU revocation show up as drm_svm tracepoints. */
+TEST_F(vsvm, tracepoints)
+{
+	const char *dir = "/sys/kernel/tracing";
+	char path[128], line[512];
+	int begin = 0, grant = 0, end = 0, revoke = 0;
+	uint64_t *p = map_anon(PAGE_SZ);
+	FILE *f;
+
+	ASSERT_NE(p, NULL);
+	p[0] = 1;
+	snprintf(path, sizeof(path), "%s/events/drm_svm/enable", dir);
+	ASSERT_EQ(write_file(path, "1"), 0) TH_LOG("no drm_svm events in %s", dir);
+	snprintf(path, sizeof(path), "%s/trace", dir);
+	ASSERT_EQ(write_file(path, ""), 0);
+	ASSERT_EQ(vsvm_add64(self->fd, p, 1), 0);
+	ASSERT_EQ(p[0], 2);	/* the CPU takes the page back */
+	snprintf(path, sizeof(path), "%s/events/drm_svm/enable", dir);
+	ASSERT_EQ(write_file(path, "0"), 0);
+	snprintf(path, sizeof(path), "%s/trace", dir);
+	f = fopen(path, "r");
+	ASSERT_NE(f, NULL);
+	while (fgets(line, sizeof(line), f)) {
+		begin += !!strstr(line, "svm_fault_begin:");
+		grant += !!strstr(line, "svm_grant:");
+		end += strstr(line, "svm_fault_end:") && strstr(line, "ret=0");
+		revoke += strstr(line, "svm_revoke:") && strstr(line, "cause=cpu");
+	}
+	fclose(f);
+	EXPECT_GE(begin, 1);
+	EXPECT_GE(grant, 1);
+	EXPECT_GE(end, 1);
+	EXPECT_GE(revoke, 1);
+	munmap(p, PAGE_SZ);
+}
+
 /* The device's totals in debugfs follow its files' counters. */
 TEST_F(vsvm, debugfs_stats)
 {

@@ -38,11 +38,13 @@ mod notifier;
 mod page;
 mod residency;
 pub mod stats;
+mod trace;
 
 pub use context::SvmContext;
 pub use page::AtomicPage;
 pub use residency::Residency;
 pub use stats::{
+    Phase,
     RevokeCause,
     Snapshot,
     Stats, //
@@ -94,6 +96,9 @@ pub struct Config {
     pub residency: Option<Arc<Residency>>,
     /// Counters that also count everything this context counts (see [`Stats::new_shared`]).
     pub device_stats: Option<Arc<Stats>>,
+    /// Time the phases of each grant ([`Stats`] `phase_ns`), for profiling; costs a clock
+    /// read per phase.
+    pub profile: bool,
     /// Called between `make_device_exclusive()` and the sequence check, for tests that inject
     /// invalidations there.
     #[cfg(CONFIG_RUST_DRM_SVM_KUNIT_TEST)]
@@ -113,6 +118,7 @@ impl Config {
             notifiers: NotifierMode::LongLived,
             residency: None,
             device_stats: None,
+            profile: false,
             #[cfg(CONFIG_RUST_DRM_SVM_KUNIT_TEST)]
             test_hook: None,
         }

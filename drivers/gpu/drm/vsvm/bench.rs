@@ -5,13 +5,15 @@
 //!
 //! Writing `floor ADDR NPAGES` times a bare loop of `make_device_exclusive()` and release over
 //! the pages (one mmap lock for the loop); `backend ADDR NPAGES` times single-page
-//! `atomic_fault()` calls of a fresh context. Reading gives the last results in ns per page.
+//! `atomic_fault()` calls of a fresh context; `profile ADDR NPAGES` does the same with the
+//! context's phase timing on and reports the time per phase. Reading gives the last results in ns per page.
 //! The writer must give the pages back to the CPU (touch them) between runs.
 
 use core::fmt;
 use kernel::{
     drm::svm::{
         Config,
+        Phase,
         SvmContext, //
     },
     mm::mmu_notifier::Owner,
@@ -37,6 +39,8 @@ use crate::pt::{
 pub(crate) struct Bench {
     floor_ns: Atomic<u64>,
     backend_ns: Atomic<u64>,
+    /// Per-page time of each phase of the last `profile` run.
+    phase_ns: [Atomic<u64>; Phase::COUNT],
 }
 
 impl Bench {
@@ -44,13 +48,19 @@ impl Bench {
         Self {
             floor_ns: Atomic::new(0),
             backend_ns: Atomic::new(0),
+            phase_ns: [const { Atomic::new(0) }; Phase::COUNT],
         }
     }
 
     /// Reads the debugfs file.
     pub(crate) fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "floor_ns_per_page: {}", self.floor_ns.load(Relaxed))?;
-        writeln!(f, "backend_ns_per_page: {}", self.backend_ns.load(Relaxed))
+        writeln!(f, "backend_ns_per_page: {}", self.backend_ns.load(Relaxed))?;
+        for (i, phase) in Phase::ALL.iter().enumerate() {
+            let ns = self.phase_ns[i].load(Relaxed);
+            writeln!(f, "phase_{}_ns_per_page: {ns}", phase.name())?;
+        }
+        Ok(())
     }
 
     /// Writes to the debugfs file: runs one measurement.
@@ -80,9 +90,12 @@ impl Bench {
                 let ns = start.elapsed().as_nanos() as u64;
                 self.floor_ns.store(ns / npages as u64, Relaxed);
             }
-            Some("backend") => {
+            Some(what @ ("backend" | "profile")) => {
+                let profile = what == "profile";
+                let mut config = Config::new(owner);
+                config.profile = profile;
                 let ctx = KBox::pin_init(
-                    SvmContext::<VsvmSvm>::new(mm, PageTable::new(), Config::new(owner)),
+                    SvmContext::<VsvmSvm>::new(mm, PageTable::new(), config),
                     GFP_KERNEL,
                 )?;
                 start = Instant::<Monotonic>::now();
@@ -90,7 +103,14 @@ impl Bench {
                     ctx.atomic_fault(addr + i * PAGE_SIZE, 1)?;
                 }
                 let ns = start.elapsed().as_nanos() as u64;
-                self.backend_ns.store(ns / npages as u64, Relaxed);
+                if profile {
+                    let phases = ctx.stats().snapshot().phase_ns;
+                    for (slot, total) in self.phase_ns.iter().zip(phases) {
+                        slot.store(total / npages as u64, Relaxed);
+                    }
+                } else {
+                    self.backend_ns.store(ns / npages as u64, Relaxed);
+                }
             }
             _ => return Err(EINVAL),
         }

@@ -8,9 +8,11 @@ use super::{
         CHUNK_SIZE, //
     },
     page::AtomicPage,
+    trace,
     Config,
     Driver,
     NotifierMode,
+    Phase,
     Residency,
     Stats, //
 };
@@ -244,6 +246,8 @@ impl<T: Driver> SvmContext<T> {
         let stats = &self.shared.stats;
         stats.fault();
         let start = Instant::<Monotonic>::now();
+        let mut prof = Profiler::new(stats, self.config.profile.then_some(start));
+        trace::fault_begin(self.shared.owner, addr, npages);
         let mm = self.mm.mmget_not_zero().ok_or(ESRCH)?;
         let _serial = self.fault_lock.lock();
         // Across the pages of a batch: the chunk notifier (looked up once per 2 MiB) and the
@@ -269,7 +273,7 @@ impl<T: Driver> SvmContext<T> {
                 }
             }
             if let Some((_, c)) = &chunk {
-                ret = self.fault_page(&mm, page, c, &mut lock);
+                ret = self.fault_page(&mm, page, c, &mut lock, &mut prof);
             }
             if ret.is_err() {
                 break;
@@ -283,6 +287,7 @@ impl<T: Driver> SvmContext<T> {
             stats.error();
         }
         stats.latency(start.elapsed());
+        trace::fault_end(self.shared.owner, addr, &ret);
         ret
     }
 
@@ -399,15 +404,17 @@ impl<T: Driver> SvmContext<T> {
         addr: usize,
         chunk: &ChunkNotifier<T>,
         lock: &mut Option<MmapReadGuard<'a>>,
+        prof: &mut Profiler<'_>,
     ) -> Result {
         let shared = &self.shared;
         // Published before any `read_begin()`: the notifier core's lock orders this store
         // before the callback of any invalidation that begins after it.
         shared.granting_addr.store(addr, Release);
-        let ret = self.fault_page_in(mm, addr, chunk, lock);
+        let ret = self.fault_page_in(mm, addr, chunk, lock, prof);
         shared.granting_addr.store(NO_PAGE, Release);
         if ret == Err(EBUSY) {
             shared.stats.timeout();
+            trace::timeout(shared.owner, addr);
         }
         ret
     }
@@ -418,6 +425,7 @@ impl<T: Driver> SvmContext<T> {
         addr: usize,
         chunk: &ChunkNotifier<T>,
         lock: &mut Option<MmapReadGuard<'a>>,
+        prof: &mut Profiler<'_>,
     ) -> Result {
         let shared = &self.shared;
         let timeout = self.config.timeout;
@@ -425,6 +433,7 @@ impl<T: Driver> SvmContext<T> {
         let mut started: Option<Instant<Monotonic>> = None;
         let mut attempt = 0u32;
         loop {
+            prof.mark(Phase::Entry);
             if fatal_signal_pending() {
                 return Err(EINTR);
             }
@@ -443,6 +452,7 @@ impl<T: Driver> SvmContext<T> {
             }
             // Allocate before the page-table lock, which reclaim may need.
             let reservation = RBTreeNodeReservation::new(GFP_KERNEL)?;
+            prof.mark(Phase::Prepare);
             let per_fault = match self.config.notifiers {
                 NotifierMode::LongLived => None,
                 NotifierMode::PerFault => {
@@ -474,14 +484,17 @@ impl<T: Driver> SvmContext<T> {
                 }
             }
             let seq = seq_notifier.read_begin();
+            prof.mark(Phase::ReadBegin);
 
             let guard = lock.get_or_insert_with(|| mm.mmap_read_lock());
+            prof.mark(Phase::MmapLock);
             shared
                 .granting_task
                 .store(Task::current_raw() as usize, Relaxed);
             let grant = guard.make_device_exclusive(addr, shared.owner);
             shared.granting_task.store(0, Relaxed);
             let grant = grant?;
+            prof.mark(Phase::MakeExclusive);
 
             #[cfg(CONFIG_RUST_DRM_SVM_KUNIT_TEST)]
             if let Some(hook) = self.config.test_hook {
@@ -497,6 +510,7 @@ impl<T: Driver> SvmContext<T> {
                 // Let whoever collided with us (and any writer) have the mmap lock.
                 *lock = None;
                 shared.stats.retry();
+                trace::retry(shared.owner, addr);
                 started.get_or_insert_with(Instant::<Monotonic>::now);
                 attempt += 1;
                 backoff(attempt);
@@ -511,13 +525,37 @@ impl<T: Driver> SvmContext<T> {
                 .insert(reservation.into_node(addr >> PAGE_SHIFT, Grant { page }));
             // The device may write; the exclusive entry looks clean to the core mm.
             grant.mark_dirty();
+            prof.mark(Phase::Commit);
             drop(state);
             drop(grant);
             if let Some(residency) = &shared.residency {
                 residency.record(shared.mm_key, addr >> PAGE_SHIFT, shared.owner_key());
             }
             shared.stats.granted();
+            trace::grant(shared.owner, addr);
+            prof.mark(Phase::Release);
             return Ok(());
+        }
+    }
+}
+
+/// Times the phases of a fault into [`Stats`] when the context profiles; a no-op otherwise.
+struct Profiler<'a> {
+    stats: &'a Stats,
+    last: Option<Instant<Monotonic>>,
+}
+
+impl<'a> Profiler<'a> {
+    fn new(stats: &'a Stats, start: Option<Instant<Monotonic>>) -> Self {
+        Self { stats, last: start }
+    }
+
+    /// Ends `phase` now.
+    fn mark(&mut self, phase: Phase) {
+        if let Some(last) = self.last {
+            let now = Instant::<Monotonic>::now();
+            self.stats.phase(phase, (now - last).as_nanos() as u64);
+            self.last = Some(now);
         }
     }
 }

@@ -8,6 +8,7 @@ use super::{
         NO_PAGE, //
     },
     stats::RevokeCause,
+    trace,
     Driver, //
 };
 use crate::{
@@ -90,9 +91,9 @@ impl<T: Driver> MmuIntervalNotifierOps for Chunk<T> {
             });
         if removed > 0 {
             T::unmap(&mut state.pt, start, end);
-            shared
-                .stats
-                .revoked(RevokeCause::from_event(event, range.owner()), removed);
+            let cause = RevokeCause::from_event(event, range.owner());
+            shared.stats.revoked(cause, removed);
+            trace::revoke(shared.owner, start, end, cause, removed);
         }
         // An invalidation made by our own grant in progress (the page faulted back from
         // another device or its PMD split, inside `make_device_exclusive()`) is part of that

@@ -88,6 +88,54 @@ impl RevokeCause {
     }
 }
 
+/// The phases of a fault, for profiling ([`Snapshot::phase_ns`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// From the call to the page: arguments, `mmget`, fault lock, chunk notifier lookup.
+    Entry,
+    /// The already-granted check and the tree node allocation.
+    Prepare,
+    /// `mmu_interval_read_begin()`.
+    ReadBegin,
+    /// Taking the mmap read lock.
+    MmapLock,
+    /// `make_device_exclusive()`.
+    MakeExclusive,
+    /// Page-table lock, sequence check, `Driver::map_atomic`, recording the grant, dirtying.
+    Commit,
+    /// Unlocking and releasing the folio, residency and counters.
+    Release,
+}
+
+impl Phase {
+    /// Number of phases.
+    pub const COUNT: usize = 7;
+
+    /// All phases in order.
+    pub const ALL: [Phase; Self::COUNT] = [
+        Self::Entry,
+        Self::Prepare,
+        Self::ReadBegin,
+        Self::MmapLock,
+        Self::MakeExclusive,
+        Self::Commit,
+        Self::Release,
+    ];
+
+    /// A short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Entry => "entry",
+            Self::Prepare => "prepare",
+            Self::ReadBegin => "read_begin",
+            Self::MmapLock => "mmap_lock",
+            Self::MakeExclusive => "make_device_exclusive",
+            Self::Commit => "commit",
+            Self::Release => "release",
+        }
+    }
+}
+
 /// Number of buckets of the fault latency histogram: bucket `i` counts faults that took less
 /// than `2^i` microseconds (the last one everything slower).
 pub const LATENCY_BUCKETS: usize = 16;
@@ -106,6 +154,7 @@ pub struct Stats {
     pages_revoked: Atomic<u64>,
     nonblocking_busy: Atomic<u64>,
     residency_waits: Atomic<u64>,
+    phase_ns: [Atomic<u64>; Phase::COUNT],
     latency_us: [Atomic<u64>; LATENCY_BUCKETS],
     /// Counters that also see every update of these, such as a device's totals over all its
     /// contexts.
@@ -140,6 +189,8 @@ pub struct Snapshot {
     pub nonblocking_busy: u64,
     /// Faults that waited for another device's minimum residency to end.
     pub residency_waits: u64,
+    /// Time spent in each [`Phase`] of granting, if the context profiles.
+    pub phase_ns: [u64; Phase::COUNT],
     /// Fault latency histogram, see [`LATENCY_BUCKETS`].
     pub latency_us: [u64; LATENCY_BUCKETS],
 }
@@ -179,6 +230,7 @@ impl Stats {
             pages_revoked: Atomic::new(0),
             nonblocking_busy: Atomic::new(0),
             residency_waits: Atomic::new(0),
+            phase_ns: [const { Atomic::new(0) }; Phase::COUNT],
             latency_us: [const { Atomic::new(0) }; LATENCY_BUCKETS],
             parent,
         }
@@ -228,6 +280,10 @@ impl Stats {
         self.bump(|s| &s.nonblocking_busy, 1);
     }
 
+    pub(crate) fn phase(&self, phase: Phase, ns: u64) {
+        self.bump(|s| &s.phase_ns[phase as usize], ns);
+    }
+
     pub(crate) fn residency_wait(&self) {
         self.bump(|s| &s.residency_waits, 1);
     }
@@ -258,6 +314,7 @@ impl Stats {
             pages_revoked: self.pages_revoked.load(Relaxed),
             nonblocking_busy: self.nonblocking_busy.load(Relaxed),
             residency_waits: self.residency_waits.load(Relaxed),
+            phase_ns: core::array::from_fn(|i| self.phase_ns[i].load(Relaxed)),
             latency_us: core::array::from_fn(|i| self.latency_us[i].load(Relaxed)),
         }
     }

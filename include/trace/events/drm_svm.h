@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Tracepoints of kernel::drm::svm, the Rust SVM atomic-fault backend.
+ */
+#undef TRACE_SYSTEM
+#define TRACE_SYSTEM drm_svm
+
+#if !defined(_TRACE_DRM_SVM_H) || defined(TRACE_HEADER_MULTI_READ)
+#define _TRACE_DRM_SVM_H
+
+#include <linux/tracepoint.h>
+
+TRACE_EVENT(svm_fault_begin,
+	TP_PROTO(unsigned long owner, unsigned long addr, unsigned long npages),
+	TP_ARGS(owner, addr, npages),
+	TP_STRUCT__entry(
+		__field(unsigned long, owner)
+		__field(unsigned long, addr)
+		__field(unsigned long, npages)
+	),
+	TP_fast_assign(
+		__entry->owner = owner;
+		__entry->addr = addr;
+		__entry->npages = npages;
+	),
+	TP_printk("owner=%lx addr=%lx npages=%lu", __entry->owner, __entry->addr,
+		  __entry->npages)
+);
+
+TRACE_EVENT(svm_fault_end,
+	TP_PROTO(unsigned long owner, unsigned long addr, int ret),
+	TP_ARGS(owner, addr, ret),
+	TP_STRUCT__entry(
+		__field(unsigned long, owner)
+		__field(unsigned long, addr)
+		__field(int, ret)
+	),
+	TP_fast_assign(
+		__entry->owner = owner;
+		__entry->addr = addr;
+		__entry->ret = ret;
+	),
+	TP_printk("owner=%lx addr=%lx ret=%d", __entry->owner, __entry->addr, __entry->ret)
+);
+
+DECLARE_EVENT_CLASS(svm_page,
+	TP_PROTO(unsigned long owner, unsigned long addr),
+	TP_ARGS(owner, addr),
+	TP_STRUCT__entry(
+		__field(unsigned long, owner)
+		__field(unsigned long, addr)
+	),
+	TP_fast_assign(
+		__entry->owner = owner;
+		__entry->addr = addr;
+	),
+	TP_printk("owner=%lx addr=%lx", __entry->owner, __entry->addr)
+);
+
+DEFINE_EVENT(svm_page, svm_grant,
+	TP_PROTO(unsigned long owner, unsigned long addr),
+	TP_ARGS(owner, addr)
+);
+
+DEFINE_EVENT(svm_page, svm_retry,
+	TP_PROTO(unsigned long owner, unsigned long addr),
+	TP_ARGS(owner, addr)
+);
+
+DEFINE_EVENT(svm_page, svm_timeout,
+	TP_PROTO(unsigned long owner, unsigned long addr),
+	TP_ARGS(owner, addr)
+);
+
+TRACE_EVENT(svm_revoke,
+	TP_PROTO(unsigned long owner, unsigned long start, unsigned long end, int cause,
+		 unsigned long pages),
+	TP_ARGS(owner, start, end, cause, pages),
+	TP_STRUCT__entry(
+		__field(unsigned long, owner)
+		__field(unsigned long, start)
+		__field(unsigned long, end)
+		__field(int, cause)
+		__field(unsigned long, pages)
+	),
+	TP_fast_assign(
+		__entry->owner = owner;
+		__entry->start = start;
+		__entry->end = end;
+		__entry->cause = cause;
+		__entry->pages = pages;
+	),
+	TP_printk("owner=%lx start=%lx end=%lx cause=%s pages=%lu", __entry->owner,
+		  __entry->start, __entry->end,
+		  __print_symbolic(__entry->cause, { 0, "cpu" }, { 1, "device" }, { 2, "unmap" },
+				   { 3, "mprotect" }, { 4, "fork" }, { 5, "migration" },
+				   { 6, "exit" }, { 7, "other" }),
+		  __entry->pages)
+);
+
+#endif /* _TRACE_DRM_SVM_H */
+
+/* This part must be outside protection */
+#include <trace/define_trace.h>
