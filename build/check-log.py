@@ -95,6 +95,17 @@ def main():
         if k_fail or kunit_out.returncode:
             problems.append("KUnit failures")
 
+    def count(ok, name, problem):
+        """Counts one userspace result and prints it."""
+        nonlocal passed, failed
+        if ok:
+            passed += 1
+            print(f"[PASSED] {name}")
+        else:
+            failed += 1
+            print(f"[FAILED] {name}")
+            problems.append(problem)
+
     # Userspace: kselftest TAP between SVM-TEST-BEGIN/END markers.
     print("============= userspace selftests (kselftest TAP) =============")
     current = None
@@ -131,25 +142,14 @@ def main():
             if "# SKIP" in m.group(2):
                 skipped += 1
                 print(f"[SKIPPED] {name}")
-            elif m.group(1) == "ok":
-                passed += 1
-                print(f"[PASSED] {name}")
             else:
-                failed += 1
-                print(f"[FAILED] {name}")
-                problems.append(f"not ok: {name}")
+                count(m.group(1) == "ok", name, f"not ok: {name}")
         elif line.startswith("#") and ("FAIL" in line or "ASSERT" in line or "Expected" in line):
             print("    " + line)
     # Loading and unloading the driver module count as tests.
     for step, name in (("SVM-INSMOD", "insmod vsvm.ko"), ("SVM-RMMOD", "rmmod vsvm")):
         rc = next((l.split("rc=", 1)[1].strip() for l in lines if l.startswith(step + " rc=")), None)
-        if rc == "0":
-            passed += 1
-            print(f"[PASSED] module: {name}")
-        else:
-            failed += 1
-            print(f"[FAILED] module: {name}")
-            problems.append(f"{name} failed (rc={rc})")
+        count(rc == "0", f"module: {name}", f"{name} failed (rc={rc})")
     if not ran_any:
         problems.append("no userspace selftest ran")
     if current is not None:
