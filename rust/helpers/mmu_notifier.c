@@ -34,6 +34,11 @@ rust_helper_mmu_notifier_range_blockable(const struct mmu_notifier_range *range)
 }
 #endif
 
+__rust_helper void rust_helper_folio_get(struct folio *folio)
+{
+	folio_get(folio);
+}
+
 __rust_helper void rust_helper_folio_put(struct folio *folio)
 {
 	folio_put(folio);

@@ -182,3 +182,20 @@ impl UserMem {
         crate::error::to_result(unsafe { bindings::vm_munmap(self.addr + offset, len) })
     }
 }
+
+/// Applies `madvise(advice)` to `[addr, addr + len)` of `mm` (`do_madvise()`) from a kernel
+/// thread without an mm, such as a workqueue worker: for tests whose helper threads act on the
+/// test's memory. The thread uses `mm` for the call (`kthread_use_mm()`), as madvise expects.
+pub fn madvise(mm: &MmWithUser, addr: usize, len: usize, advice: u32) -> Result {
+    if current!().mm().is_some() {
+        return Err(EINVAL);
+    }
+    // SAFETY: We are a kernel thread without an mm (checked above), and `mm` has a user by its
+    // type, which keeps it alive until `kthread_unuse_mm()`.
+    unsafe { bindings::kthread_use_mm(mm.as_raw()) };
+    // SAFETY: `mm` is now our own; `do_madvise()` checks the range and takes the locks it needs.
+    let ret = unsafe { bindings::do_madvise(mm.as_raw(), addr, len, advice as i32) };
+    // SAFETY: Paired with the `kthread_use_mm()` above.
+    unsafe { bindings::kthread_unuse_mm(mm.as_raw()) };
+    crate::error::to_result(ret)
+}

@@ -147,6 +147,59 @@ impl DeviceExclusiveFolio {
         // SAFETY: The folio is valid while we hold a reference.
         unsafe { bindings::folio_test_dirty(self.folio.as_ptr()) }
     }
+
+    /// Takes another reference to the folio (`folio_get()`), which outlives the lock.
+    ///
+    /// A driver keeps one for as long as its device maps the page, so that a mistake in its
+    /// invalidation can at worst leave the device writing to a page nobody maps, never to a
+    /// freed one.
+    pub fn folio_ref(&self) -> FolioRef {
+        // SAFETY: The folio is valid while we hold a reference, so taking another is allowed.
+        unsafe { bindings::folio_get(self.folio.as_ptr()) };
+        // INVARIANT: We just took the reference, and `page` belongs to `folio`.
+        FolioRef {
+            folio: self.folio,
+            page: self.page,
+        }
+    }
+}
+
+/// A counted reference to a folio, naming one of its pages.
+///
+/// Dropping it drops the reference (`folio_put()`); it may be dropped in atomic context.
+///
+/// # Invariants
+///
+/// We own one reference to `folio`, and `page` is one of its pages.
+pub struct FolioRef {
+    folio: NonNull<bindings::folio>,
+    page: NonNull<bindings::page>,
+}
+
+// SAFETY: A folio reference may be used and dropped by any thread.
+unsafe impl Send for FolioRef {}
+// SAFETY: The methods only read the page pointer.
+unsafe impl Sync for FolioRef {}
+
+impl FolioRef {
+    /// The page.
+    pub fn page(&self) -> BorrowedPage<'_> {
+        // SAFETY: The page is valid while we hold a reference to its folio.
+        unsafe { BorrowedPage::from_raw(self.page) }
+    }
+
+    /// The page frame number of the page.
+    pub fn pfn(&self) -> usize {
+        // SAFETY: `page` is valid while we hold a reference to its folio.
+        unsafe { bindings::page_to_pfn(self.page.as_ptr()) }
+    }
+}
+
+impl Drop for FolioRef {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant we own a reference, given up here.
+        unsafe { bindings::folio_put(self.folio.as_ptr()) };
+    }
 }
 
 impl Drop for DeviceExclusiveFolio {

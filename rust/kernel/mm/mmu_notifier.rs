@@ -10,7 +10,10 @@
 //! [`MmuIntervalNotifier::read_begin`], build the device mapping, then take the driver lock that
 //! the invalidate callback also takes and check [`MmuIntervalNotifier::read_retry`] before making
 //! the mapping visible. The callback publishes its sequence with [`InvalidateSeq::set`] under
-//! that same lock.
+//! that same lock, or, when it knows the invalidation cannot affect the read section in progress,
+//! defers it to the next [`MmuIntervalNotifier::read_begin`] with [`InvalidateSeq::defer`]. Every
+//! sequence is published one way or the other: `mmu_interval_read_begin()` waits only for
+//! invalidations that published theirs.
 //!
 //! C header: [`include/linux/mmu_notifier.h`](srctree/include/linux/mmu_notifier.h)
 
@@ -23,9 +26,13 @@ use crate::{
         MmWithUser, //
     },
     prelude::*,
+    sync::atomic::{
+        Atomic,
+        Full,
+        Relaxed, //
+    },
     types::Opaque,
 };
-use core::marker::PhantomData;
 
 /// The reason for an invalidation, from `enum mmu_notifier_event`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,8 +162,8 @@ pub trait MmuIntervalNotifierOps: Sync + Send + Sized + 'static {
     /// Called before the CPU page tables of any part of the notifier's interval change.
     ///
     /// Upon return the driver must no longer use any device mapping in `range`. It must call
-    /// [`InvalidateSeq::set`] under the lock that guards [`MmuIntervalNotifier::read_retry`],
-    /// unless it does not use the sequence protocol.
+    /// [`InvalidateSeq::set`] under the lock that guards [`MmuIntervalNotifier::read_retry`], or
+    /// [`InvalidateSeq::defer`] if the invalidation cannot affect the read section in progress.
     ///
     /// Return `false` only if the range is not blockable ([`Range::is_blockable`]) and the
     /// work would need to sleep; the core then retries the operation in a blockable context.
@@ -170,27 +177,63 @@ pub trait MmuIntervalNotifierOps: Sync + Send + Sized + 'static {
 /// The new sequence number of an invalidation in progress.
 ///
 /// It exists only inside [`MmuIntervalNotifierOps::invalidate`], so the sequence can only be
-/// published from there.
+/// published from there. `include/linux/mmu_notifier.h` requires every callback to publish it:
+/// `mmu_interval_read_begin()` waits for an invalidation in progress only if that invalidation
+/// published its sequence, so a reader that skipped one could map a page the invalidation is
+/// about to free.
+#[must_use = "the sequence must be published with set() or defer()"]
 pub struct InvalidateSeq<'a> {
     notifier: *mut bindings::mmu_interval_notifier,
-    seq: usize,
-    _p: PhantomData<&'a ()>,
+    deferred: &'a Atomic<usize>,
+    /// `None` for a callback made by a test, which changes no page table.
+    seq: Option<usize>,
 }
 
 impl InvalidateSeq<'_> {
-    /// Publishes the sequence (`mmu_interval_set_seq()`), so that a concurrent reader's
+    /// Publishes the sequence now (`mmu_interval_set_seq()`), so that a concurrent reader's
     /// [`MmuIntervalNotifier::read_retry`] reports the collision.
     ///
     /// Call it under the same driver lock that readers hold for `read_retry`.
     pub fn set(self) {
-        // SAFETY: `self.notifier` is the notifier whose callback is running, valid for `'a`.
-        unsafe { bindings::mmu_interval_set_seq(self.notifier, self.seq) };
+        if let Some(seq) = self.seq {
+            // SAFETY: `self.notifier` is the notifier whose callback is running, valid for `'a`.
+            unsafe { bindings::mmu_interval_set_seq(self.notifier, seq) };
+        }
     }
 
-    /// The sequence number, for diagnostics.
-    pub fn value(&self) -> usize {
-        self.seq
+    /// Publishes the sequence at the next [`MmuIntervalNotifier::read_begin`] instead of now.
+    ///
+    /// For an invalidation that cannot make the read section in progress (if any) stale, for
+    /// example one of pages other than those the section maps. That section then does not retry
+    /// for it, but every later one begins after it: `read_begin` publishes the deferred
+    /// sequence first, and so waits for the invalidation if it is still in progress. The caller
+    /// must decide under the lock that guards `read_retry`, and the reader must tell it what
+    /// the section maps under that lock before calling `read_begin`; otherwise a section could
+    /// begin after the deferral and still miss it.
+    pub fn defer(self) {
+        let Some(seq) = self.seq else { return };
+        let mut cur = self.deferred.load(Relaxed);
+        // Keep the newest deferred sequence: waiting for it waits for every older one too.
+        while cur == NO_SEQ || seq_after(seq, cur) {
+            match self.deferred.cmpxchg(cur, seq, Full) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
     }
+
+    /// The sequence number, for diagnostics (0 for a test callback).
+    pub fn value(&self) -> usize {
+        self.seq.unwrap_or(NO_SEQ)
+    }
+}
+
+/// No deferred sequence. The core's sequences start at 2 and only grow.
+const NO_SEQ: usize = 0;
+
+/// Whether sequence `a` is newer than `b`, allowing for wrap-around.
+fn seq_after(a: usize, b: usize) -> bool {
+    (a.wrapping_sub(b) as isize) > 0
 }
 
 /// A sequence number from [`MmuIntervalNotifier::read_begin`].
@@ -233,6 +276,8 @@ pub struct ReadSeq(usize);
 pub struct MmuIntervalNotifier<T: MmuIntervalNotifierOps> {
     #[pin]
     data: T,
+    /// The newest sequence a callback deferred ([`InvalidateSeq::defer`]), or `NO_SEQ`.
+    deferred: Atomic<usize>,
     #[pin]
     notifier: Opaque<bindings::mmu_interval_notifier>,
 }
@@ -262,6 +307,7 @@ impl<T: MmuIntervalNotifierOps> MmuIntervalNotifier<T> {
         let mm = mm.as_raw();
         try_pin_init!(Self {
             data <- data,
+            deferred: Atomic::new(NO_SEQ),
             notifier <- Opaque::try_ffi_init(|slot: *mut bindings::mmu_interval_notifier| {
                 if length == 0 || start.checked_add(length).is_none() {
                     return Err(EINVAL);
@@ -296,10 +342,34 @@ impl<T: MmuIntervalNotifierOps> MmuIntervalNotifier<T> {
 
     /// Starts a read-side critical section (`mmu_interval_read_begin()`).
     ///
-    /// Waits (sleeps) for an invalidation in progress to finish before it returns.
+    /// Publishes the sequence a callback deferred, if any, then waits (sleeps) for an
+    /// invalidation in progress that published its sequence to finish before it returns.
     pub fn read_begin(&self) -> ReadSeq {
+        let deferred = self.deferred.xchg(NO_SEQ, Full);
+        if deferred != NO_SEQ {
+            self.publish(deferred);
+        }
         // SAFETY: The notifier is inserted by the type invariant.
         ReadSeq(unsafe { bindings::mmu_interval_read_begin(self.notifier.get()) })
+    }
+
+    /// Sets the notifier's sequence to `seq` unless a newer one is set already.
+    ///
+    /// Never moving it backwards is what makes this safe outside the driver lock: a callback
+    /// that sets a newer sequence meanwhile keeps it, and one that sets an older sequence
+    /// belongs to an invalidation that has ended (invalidations in progress share the newest
+    /// odd sequence), which a reader need not wait for.
+    fn publish(&self, seq: usize) {
+        // SAFETY: The notifier is inserted by the type invariant; the core accesses
+        // `invalidate_seq` with `READ_ONCE()`/`WRITE_ONCE()` only, so atomic access is sound.
+        let cur_seq = unsafe { Atomic::from_ptr(&raw mut (*self.notifier.get()).invalidate_seq) };
+        let mut cur = cur_seq.load(Relaxed);
+        while seq_after(seq, cur) {
+            match cur_seq.cmpxchg(cur, seq, Full) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
     }
 
     /// Ends a read-side critical section (`mmu_interval_read_retry()`): true if an invalidation
@@ -332,9 +402,11 @@ impl<T: MmuIntervalNotifierOps> MmuIntervalNotifier<T> {
         unsafe { (*self.notifier.get()).interval_tree.last }
     }
 
-    /// Calls the invalidate callback as the core would for `[start, start + len)`, with the
-    /// current sequence (so read sections are not disturbed), for tests of callbacks in
-    /// situations that are hard to provoke, such as non-blockable invalidations.
+    /// Calls the invalidate callback as the core would for `[start, start + len)`, for tests of
+    /// callbacks in situations that are hard to provoke, such as non-blockable invalidations.
+    ///
+    /// No page table changes, so nothing is published: [`InvalidateSeq::set`] and
+    /// [`InvalidateSeq::defer`] do nothing for such a callback.
     #[cfg(CONFIG_RUST_DRM_SVM_KUNIT_TEST)]
     pub(crate) fn invalidate_for_test(&self, start: usize, len: usize, blockable: bool) -> bool {
         let range = bindings::mmu_notifier_range {
@@ -349,10 +421,13 @@ impl<T: MmuIntervalNotifierOps> MmuIntervalNotifier<T> {
             event: bindings::mmu_notifier_event_MMU_NOTIFY_CLEAR,
             owner: core::ptr::null_mut(),
         };
-        // SAFETY: The notifier is inserted by the type invariant.
-        let seq = unsafe { (*self.notifier.get()).invalidate_seq };
-        // SAFETY: `notifier` is ours and `range` is valid for the call.
-        unsafe { Self::invalidate_callback(self.notifier.get(), &range, seq) }
+        let seq = InvalidateSeq {
+            notifier: self.notifier.get(),
+            deferred: &self.deferred,
+            seq: None,
+        };
+        // SAFETY: `range` is valid for the duration of the call.
+        T::invalidate(self, unsafe { Range::from_raw(&range) }, seq)
     }
 
     /// # Safety
@@ -371,8 +446,8 @@ impl<T: MmuIntervalNotifierOps> MmuIntervalNotifier<T> {
         let range = unsafe { Range::from_raw(range) };
         let seq = InvalidateSeq {
             notifier: sub,
-            seq: cur_seq,
-            _p: PhantomData,
+            deferred: &this.deferred,
+            seq: Some(cur_seq),
         };
         T::invalidate(this, range, seq)
     }
