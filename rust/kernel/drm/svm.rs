@@ -34,6 +34,7 @@ use crate::{
 };
 
 mod context;
+mod granting;
 mod notifier;
 mod page;
 mod residency;
@@ -99,11 +100,6 @@ pub struct Config {
     /// Time the phases of each grant ([`Stats`] `phase_ns`), for profiling; costs a clock
     /// read per phase.
     pub profile: bool,
-    /// Called between `make_device_exclusive()` and the sequence check, for tests that inject
-    /// invalidations there.
-    #[cfg(CONFIG_RUST_DRM_SVM_KUNIT_TEST)]
-    #[doc(hidden)]
-    pub test_hook: Option<fn(usize)>,
 }
 
 impl Config {
@@ -119,8 +115,6 @@ impl Config {
             residency: None,
             device_stats: None,
             profile: false,
-            #[cfg(CONFIG_RUST_DRM_SVM_KUNIT_TEST)]
-            test_hook: None,
         }
     }
 }

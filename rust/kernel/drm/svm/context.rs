@@ -3,6 +3,7 @@
 //! The per-(device, mm) SVM context and its fault path.
 
 use super::{
+    granting::Granting,
     notifier::{
         Chunk,
         CHUNK_SIZE, //
@@ -19,6 +20,7 @@ use super::{
 use crate::{
     bindings,
     mm::{
+        device_exclusive::FolioRef,
         mmu_notifier::{
             MmuIntervalNotifier,
             Owner, //
@@ -42,8 +44,7 @@ use crate::{
         aref::ARef,
         atomic::{
             Atomic,
-            Relaxed,
-            Release, //
+            Relaxed, //
         },
         Arc,
         LockClassKey,
@@ -57,7 +58,6 @@ use crate::{
         Monotonic, //
     },
 };
-use core::ptr::NonNull;
 
 type ChunkNotifier<T> = MmuIntervalNotifier<Chunk<T>>;
 
@@ -79,19 +79,27 @@ fn lock_classes() -> [(&'static CStr, Pin<&'static LockClassKey>); 3] {
 pub(super) const NO_PAGE: usize = usize::MAX;
 
 /// One page the device holds with atomic permission.
+///
+/// # Invariants
+///
+/// While the grant is in [`State::grants`], the page is mapped device-exclusive for this
+/// context at the grant's address: every invalidation that could end that removes the grant
+/// first, under the page-table lock.
 struct Grant {
-    page: NonNull<bindings::page>,
+    /// The grant's own reference: should the invariant ever be broken, the device would write
+    /// to a page nobody maps, never to a freed one.
+    folio: FolioRef,
 }
-
-// SAFETY: `page` is only a reference to a page kept alive by the device-exclusive entry; it is
-// used under the page-table lock, from any thread.
-unsafe impl Send for Grant {}
 
 /// What the page-table lock protects: the driver's page table and the grants mirrored in it.
 pub(super) struct State<T: Driver> {
     pub(super) pt: T::PageTable,
     /// Granted pages by page index (`addr >> PAGE_SHIFT`).
     grants: RBTree<usize, Grant>,
+    /// The page whose grant is being made (or was last attempted), or [`NO_PAGE`]. Set under
+    /// this lock before the fault's `read_begin()`, so that an invalidation callback either
+    /// sees it or has deferred its sequence before that `read_begin()` (see the notifier).
+    pub(super) granting: usize,
 }
 
 impl<T: Driver> State<T> {
@@ -129,9 +137,6 @@ pub(super) struct Shared<T: Driver> {
     /// causes itself (faulting the page back from another device, splitting a PMD) are part
     /// of the grant being made, not a collision with it.
     pub(super) granting_task: Atomic<usize>,
-    /// The page this context is granting, or [`NO_PAGE`]. Invalidations elsewhere cannot
-    /// affect it and do not force a retry.
-    pub(super) granting_addr: Atomic<usize>,
     #[pin]
     pub(super) state: Mutex<State<T>>,
     pub(super) stats: Stats,
@@ -185,11 +190,11 @@ impl<T: Driver> SvmContext<T> {
                 mm_key: mm.as_raw() as usize,
                 residency,
                 granting_task: Atomic::new(0),
-                granting_addr: Atomic::new(NO_PAGE),
                 state <- Mutex::new(
                     State {
                         pt,
                         grants: RBTree::new(),
+                        granting: NO_PAGE,
                     },
                     pt_class.0,
                     pt_class.1,
@@ -304,10 +309,12 @@ impl<T: Driver> SvmContext<T> {
         f: impl FnOnce(&mut T::PageTable, &AtomicPage<'_>) -> R,
     ) -> Option<R> {
         let mut state = self.shared.state.lock();
-        let page = state.grants.get(&(addr >> PAGE_SHIFT))?.page;
-        // SAFETY: The grant exists, so the page is device-exclusive and alive: taking it back
-        // needs the page-table lock, which we hold until the mapping is dropped.
-        let mapped = unsafe { AtomicPage::map(page) };
+        let state = &mut *state;
+        let page = state.grants.get(&(addr >> PAGE_SHIFT))?.folio.page();
+        // SAFETY: By the invariant of `Grant` the page is device-exclusive for us, and taking it
+        // back needs the page-table lock, which we hold until the mapping is dropped; the
+        // grant's reference keeps it alive.
+        let mapped = unsafe { AtomicPage::map(page.as_ptr()) };
         Some(f(&mut state.pt, &mapped))
     }
 
@@ -407,11 +414,7 @@ impl<T: Driver> SvmContext<T> {
         prof: &mut Profiler<'_>,
     ) -> Result {
         let shared = &self.shared;
-        // Published before any `read_begin()`: the notifier core's lock orders this store
-        // before the callback of any invalidation that begins after it.
-        shared.granting_addr.store(addr, Release);
         let ret = self.fault_page_in(mm, addr, chunk, lock, prof);
-        shared.granting_addr.store(NO_PAGE, Release);
         if ret == Err(EBUSY) {
             shared.stats.timeout();
             trace::timeout(shared.owner, addr);
@@ -440,15 +443,14 @@ impl<T: Driver> SvmContext<T> {
             if started.is_some_and(|s| s.elapsed() > timeout) {
                 return Err(EBUSY);
             }
-            if shared
-                .state
-                .lock()
-                .grants
-                .get(&(addr >> PAGE_SHIFT))
-                .is_some()
             {
-                shared.stats.already_mapped();
-                return Ok(());
+                let mut state = shared.state.lock();
+                if state.grants.get(&(addr >> PAGE_SHIFT)).is_some() {
+                    shared.stats.already_mapped();
+                    return Ok(());
+                }
+                // Before `read_begin()`, under the lock: see `State::granting`.
+                state.granting = addr;
             }
             // Allocate before the page-table lock, which reclaim may need.
             let reservation = RBTreeNodeReservation::new(GFP_KERNEL)?;
@@ -483,6 +485,10 @@ impl<T: Driver> SvmContext<T> {
                     }
                 }
             }
+            // With the mmap lock still held from the previous page of a batch, this may wait
+            // for an invalidation in progress. None of them takes the mmap lock once started
+            // (lockdep checks that through `read_begin()`'s annotation), and our `mmget()`
+            // rules out `exit_mmap()`.
             let seq = seq_notifier.read_begin();
             prof.mark(Phase::ReadBegin);
 
@@ -491,17 +497,12 @@ impl<T: Driver> SvmContext<T> {
             shared
                 .granting_task
                 .store(Task::current_raw() as usize, Relaxed);
+            let granting = Granting::enter();
             let grant = guard.make_device_exclusive(addr, shared.owner);
+            drop(granting);
             shared.granting_task.store(0, Relaxed);
             let grant = grant?;
             prof.mark(Phase::MakeExclusive);
-
-            #[cfg(CONFIG_RUST_DRM_SVM_KUNIT_TEST)]
-            if let Some(hook) = self.config.test_hook {
-                // The hook may take the mmap lock itself.
-                *lock = None;
-                hook(addr);
-            }
 
             let mut state = shared.state.lock();
             if seq_notifier.read_retry(seq) {
@@ -517,12 +518,14 @@ impl<T: Driver> SvmContext<T> {
                 continue;
             }
             T::map_atomic(&mut state.pt, addr, grant.pfn())?;
-            let page = grant.page();
-            // SAFETY: `as_ptr()` of a live page is never null.
-            let page = unsafe { NonNull::new_unchecked(page.as_ptr()) };
+            // INVARIANT: `read_retry()` is false under the page-table lock: no invalidation of
+            // the page has begun since `read_begin()` that we have not seen (it would have set
+            // the sequence: it overlaps `granting` and is not ours), so the page is still
+            // device-exclusive for us, and the next one will remove the grant.
+            let folio = grant.folio_ref();
             state
                 .grants
-                .insert(reservation.into_node(addr >> PAGE_SHIFT, Grant { page }));
+                .insert(reservation.into_node(addr >> PAGE_SHIFT, Grant { folio }));
             // The device may write; the exclusive entry looks clean to the core mm.
             grant.mark_dirty();
             prof.mark(Phase::Commit);

@@ -25,7 +25,6 @@ use crate::{
     },
     sync::{
         atomic::{
-            Acquire,
             Atomic,
             Relaxed, //
         },
@@ -55,6 +54,25 @@ impl<T: Driver> Chunk<T> {
 }
 
 impl<T: Driver> MmuIntervalNotifierOps for Chunk<T> {
+    /// Revokes the grants in `range` and publishes the sequence, at once or deferred.
+    ///
+    /// The sequence protocol is what keeps a grant from slipping in while a page is being
+    /// zapped: `read_begin()` waits only for invalidations that published their sequence. No
+    /// sequence is dropped; it is published now if the invalidation could make the grant in
+    /// progress stale, and otherwise deferred to the next `read_begin()` on this notifier,
+    /// which waits for the invalidation if it is still in progress:
+    ///
+    /// - The fault names the page it grants in `State::granting`, under the page-table lock,
+    ///   before its `read_begin()`. This callback decides under the same lock. Either it runs
+    ///   first, and its deferred sequence is published by that `read_begin()`, or it sees the
+    ///   page, and sets the sequence if the range covers it.
+    /// - An invalidation of other pages cannot make that grant stale: the device-exclusive
+    ///   entry is made for, and revalidated against, that page's PTE alone.
+    /// - An invalidation the granting task makes itself inside `make_device_exclusive()`
+    ///   (splitting a PMD, faulting the page back from another device, and its own
+    ///   `MMU_NOTIFY_EXCLUSIVE`) has ended before the C function revalidates the PTE under
+    ///   the folio lock and converts it. Retrying for it would livelock: every attempt faults
+    ///   back the entry the previous one made.
     fn invalidate(
         notifier: &MmuIntervalNotifier<Self>,
         range: &Range,
@@ -62,26 +80,28 @@ impl<T: Driver> MmuIntervalNotifierOps for Chunk<T> {
     ) -> bool {
         let shared = &notifier.data().shared;
         let event = range.event();
-        // Our own grant in progress: the page is about to become ours, not revoked. Ignoring it
-        // here, before any lock, is what keeps the fault from retrying forever; it does not
-        // depend on the order in which notifiers are called.
+        // Our own grant in progress: the page is about to become ours, not revoked. Handled
+        // here, before any lock, so that it does not depend on the order in which notifiers
+        // are called or on the page-table lock.
         if event == Event::Exclusive && range.owner() == Some(shared.owner) {
             shared.stats.own_event();
+            seq.defer();
             return true;
         }
 
-        let guard = if range.is_blockable() {
+        let mut state = if range.is_blockable() {
             shared.state.lock()
         } else {
             match shared.state.try_lock() {
                 Some(guard) => guard,
                 None => {
+                    // Nothing changes: the core retries the operation blockable, or gives up.
                     shared.stats.busy();
+                    seq.defer();
                     return false;
                 }
             }
         };
-        let mut state = guard;
         // Only the part of the range this notifier covers concerns it.
         let start = range.start().max(notifier.start());
         let end = range.end().min(notifier.last().saturating_add(1));
@@ -91,27 +111,23 @@ impl<T: Driver> MmuIntervalNotifierOps for Chunk<T> {
             });
         if removed > 0 {
             T::unmap(&mut state.pt, start, end);
-            let cause = RevokeCause::from_event(event, range.owner());
+            let cause = RevokeCause::of_invalidation(event, range.owner());
             shared.stats.revoked(cause, removed);
             trace::revoke(shared.owner, start, end, cause, removed);
         }
-        // An invalidation made by our own grant in progress (the page faulted back from
-        // another device or its PMD split, inside `make_device_exclusive()`) is part of that
-        // grant: the C function revalidates the PTE under the folio lock after it. Publishing
-        // it would make the fault retry forever, since every new attempt faults back the
-        // exclusive entry the previous one made.
-        //
-        // A grant in progress is one page: an invalidation that does not touch it cannot make
-        // it stale, so it does not make the fault retry either (CPU traffic on the neighbours
-        // in the same chunk would otherwise).
-        let granting = shared.granting_addr.load(Acquire);
+        let granting = state.granting;
+        let covers_grant = granting != NO_PAGE
+            && range.start() < granting.saturating_add(PAGE_SIZE)
+            && range.end() > granting;
         if shared.granting_task.load(Relaxed) == Task::current_raw() as usize {
             shared.stats.own_invalidation();
-        } else if granting == NO_PAGE
-            || (range.start() < granting.saturating_add(PAGE_SIZE) && range.end() > granting)
-        {
+            seq.defer();
+        } else if covers_grant {
             seq.set();
+        } else {
+            seq.defer();
         }
+        drop(state);
         true
     }
 }

@@ -37,9 +37,9 @@ impl AtomicPage<'_> {
     /// # Safety
     ///
     /// `page` must stay valid and exclusive to the device for `'a`.
-    pub(super) unsafe fn map<'a>(page: NonNull<bindings::page>) -> AtomicPage<'a> {
+    pub(super) unsafe fn map<'a>(page: *mut bindings::page) -> AtomicPage<'a> {
         // SAFETY: The page is valid by the caller's guarantee.
-        let addr = unsafe { bindings::kmap_local_page(page.as_ptr()) }.cast::<u8>();
+        let addr = unsafe { bindings::kmap_local_page(page) }.cast::<u8>();
         // INVARIANT: `kmap_local_page()` never fails and maps the whole page.
         AtomicPage {
             // SAFETY: `kmap_local_page()` returns a valid, non-null address.

@@ -2,6 +2,7 @@
 
 //! Statistics of an SVM context: what its faults cost and why its grants were revoked.
 
+use super::granting;
 use crate::{
     mm::mmu_notifier::{
         Event,
@@ -19,10 +20,12 @@ use crate::{
 /// Why a device lost atomic access to pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RevokeCause {
-    /// A CPU fault took the page back. The core mm reports another device's takeover the same
-    /// way (it faults the page back to the CPU first), so this counts those too.
+    /// A CPU access took the page back, or another zap the core mm reports the same way
+    /// (`MMU_NOTIFY_CLEAR` with no owner, from an ordinary task): `MADV_DONTNEED`,
+    /// `MADV_FREE`, the split of a THP.
     CpuFault,
-    /// Another device made the page exclusive to itself.
+    /// Another device made the page exclusive to itself. The core mm reports that as a CPU
+    /// fault; it is told apart by the task, which is inside another context's grant.
     OtherDevice,
     /// `munmap()` or `mremap()`.
     Unmap,
@@ -30,7 +33,9 @@ pub enum RevokeCause {
     Mprotect,
     /// Write-protection of single pages: fork's copy-on-write, KSM.
     Fork,
-    /// Migration or reclaim.
+    /// Migration (`MMU_NOTIFY_MIGRATE`), or reclaim: an unmapping by a task that is
+    /// reclaiming memory (kswapd, direct or memcg reclaim), which the core mm reports like a
+    /// CPU fault.
     Migration,
     /// The process exited.
     Exit,
@@ -66,6 +71,17 @@ impl RevokeCause {
             Event::Migrate => Self::Migration,
             Event::Release => Self::Exit,
             Event::SoftDirty => Self::Other,
+        }
+    }
+
+    /// The cause of an invalidation the current task is making: [`RevokeCause::from_event`],
+    /// told apart further by the task where the event cannot tell (the core mm reports a CPU
+    /// fault, another device's takeover and reclaim alike, as `MMU_NOTIFY_CLEAR` with no owner).
+    pub fn of_invalidation(event: Event, from: Option<Owner>) -> Self {
+        match Self::from_event(event, from) {
+            Self::CpuFault if granting::current_is_granting() => Self::OtherDevice,
+            Self::CpuFault if granting::current_is_reclaiming() => Self::Migration,
+            cause => cause,
         }
     }
 

@@ -17,22 +17,35 @@ mod kunit {
         },
         kunit::user_mem::{
             current_mm,
+            madvise,
             Kind,
             UserMem,
             PMD_SIZE, //
         },
-        mm::mmu_notifier::Owner,
+        mm::mmu_notifier::{
+            Event,
+            InvalidateSeq,
+            MmuIntervalNotifier,
+            MmuIntervalNotifierOps,
+            Owner,
+            Range, //
+        },
         page::PAGE_SIZE,
         prelude::*,
         sync::{
             atomic::{
                 Atomic,
-                Relaxed, //
+                Full,
+                Relaxed,
+                Release, //
             },
             Arc,
         },
         time::{
-            delay::fsleep,
+            delay::{
+                fsleep,
+                udelay, //
+            },
             Delta, //
         },
         workqueue,
@@ -89,10 +102,18 @@ mod kunit {
     }
 
     /// A device atomic add of `v` on the `u64` at `addr`; `None` if the device would fault.
+    ///
+    /// Atomic only because the device holds the page: a read, a window, a write, like a device
+    /// across a bus. Were a page granted to two devices at once, or to a device and the CPU,
+    /// adds would be lost.
     fn device_add(ctx: &SvmContext<TestDriver>, addr: usize, v: u64) -> Option<u64> {
         ctx.with_atomic_page(addr & !(P - 1), |_, page| {
-            page.atomic::<u64>(addr % P)
-                .map(|a| a.fetch_add(v, Relaxed))
+            page.atomic::<u64>(addr % P).map(|a| {
+                let old = a.load(Relaxed);
+                udelay(Delta::from_micros(2));
+                a.store(old + v, Relaxed);
+                old
+            })
         })
         .and_then(|r| r.ok())
     }
@@ -264,91 +285,264 @@ mod kunit {
         Ok(())
     }
 
-    static INJECT_AT: crate::sync::atomic::Atomic<usize> = crate::sync::atomic::Atomic::new(0);
+    /// A second notifier that holds chosen invalidations open: its callback waits until the
+    /// test releases it, when every notifier called before it (those starting at lower
+    /// addresses, such as the context's chunk) has run but the page tables have not changed.
+    struct Gate {
+        event: Event,
+        owner: Option<Owner>,
+        armed: Atomic<bool>,
+        entered: Atomic<usize>,
+        released: Atomic<usize>,
+    }
 
-    /// Zaps the page after `addr` once, between the grant and its sequence check.
-    fn inject_once(_addr: usize) {
-        let target = INJECT_AT.xchg(0, Relaxed);
-        if target != 0 {
-            // SAFETY: Test-only: the page lies in a mapping of the test's own mm.
-            unsafe {
-                bindings::do_madvise(
-                    (*bindings::get_current()).mm,
-                    target,
-                    PAGE_SIZE,
-                    bindings::MADV_DONTNEED as i32,
-                )
-            };
+    impl MmuIntervalNotifierOps for Gate {
+        fn invalidate(
+            n: &MmuIntervalNotifier<Self>,
+            range: &Range,
+            seq: InvalidateSeq<'_>,
+        ) -> bool {
+            let g = n.data();
+            // The gate has no read sections, but keeps to the rule.
+            seq.set();
+            if !range.is_blockable()
+                || !g.armed.load(Relaxed)
+                || range.event() != g.event
+                || (g.owner.is_some() && range.owner() != g.owner)
+            {
+                return true;
+            }
+            let me = g.entered.fetch_add(1, Full) + 1;
+            while g.armed.load(Relaxed) && g.released.load(Relaxed) < me {
+                fsleep(Delta::from_micros(20));
+            }
+            true
         }
     }
 
-    fn inject_always(addr: usize) {
-        INJECT_AT.store(addr, Relaxed);
-        inject_once(addr);
+    impl Gate {
+        /// Waits until `n` invalidations have entered the gate, or `stop` is set; false after
+        /// about 5 s without either.
+        fn wait_entered(&self, n: usize, stop: &Atomic<bool>) -> bool {
+            for _ in 0..50_000 {
+                if self.entered.load(Relaxed) >= n || stop.load(Relaxed) {
+                    return true;
+                }
+                fsleep(Delta::from_micros(100));
+            }
+            false
+        }
+
+        /// Lets the oldest invalidation waiting in the gate go on.
+        fn release(&self) {
+            self.released.fetch_add(1, Full);
+        }
+
+        /// Lets everything through from now on.
+        fn open(&self) {
+            self.armed.store(false, Relaxed);
+        }
     }
 
-    fn ctx_with_hook(hook: fn(usize), timeout: Delta) -> Result<Pin<KBox<SvmContext<TestDriver>>>> {
+    fn gate(
+        addr: usize,
+        event: Event,
+        owner: Option<&'static u8>,
+    ) -> Result<Arc<MmuIntervalNotifier<Gate>>> {
+        let mm = current_mm().ok_or(EINVAL)?;
+        let gate = Gate {
+            event,
+            owner: owner.map(|o| Owner::from_ptr(o)),
+            armed: Atomic::new(true),
+            entered: Atomic::new(0),
+            released: Atomic::new(0),
+        };
+        Arc::pin_init(
+            MmuIntervalNotifier::new(&mm, addr, P, Ok::<_, Error>(gate)),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Two pages in one notifier chunk, the second not at the chunk's start (so the chunk's
+    /// callback runs before a gate on it): the memory and the offset of the first page.
+    fn two_pages() -> Result<(UserMem, usize)> {
+        let mem = UserMem::new(Kind::Anon, 4 * P)?;
+        let off = if (mem.addr() + P) % PMD_SIZE == 0 {
+            P
+        } else {
+            0
+        };
+        mem.write_u64(off, 1)?;
+        mem.write_u64(off + P, 2)?;
+        Ok((mem, off))
+    }
+
+    fn shared_ctx(owner: &'static u8, timeout: Delta) -> Result<Arc<SvmContext<TestDriver>>> {
         let mm = current_mm().ok_or(EINVAL)?;
         let pt = TestPt {
             entries: KVec::with_capacity(16, GFP_KERNEL)?,
             unmaps: 0,
         };
-        let mut config = Config::new(Owner::from_ptr(&DEV_A));
-        config.test_hook = Some(hook);
+        let mut config = Config::new(Owner::from_ptr(owner));
         config.timeout = timeout;
-        KBox::pin_init(SvmContext::new(&mm, pt, config), GFP_KERNEL)
+        Arc::pin_init(SvmContext::new(&mm, pt, config), GFP_KERNEL)
+    }
+
+    /// The outcome of a fault run by a worker: `None` while it runs.
+    struct Job(Atomic<i32>, Atomic<bool>);
+
+    impl Job {
+        fn new() -> Result<Arc<Self>> {
+            Ok(Arc::new(
+                Job(Atomic::new(0), Atomic::new(false)),
+                GFP_KERNEL,
+            )?)
+        }
+
+        fn finish(&self, r: Result) {
+            self.0.store(r.err().map_or(0, |e| e.to_errno()), Relaxed);
+            self.1.store(true, Release);
+        }
+
+        /// Waits up to about 10 s for the worker.
+        fn wait(&self) -> Option<Result> {
+            for _ in 0..100_000 {
+                if self.1.load(Relaxed) {
+                    let e = self.0.load(Relaxed);
+                    return Some(if e == 0 {
+                        Ok(())
+                    } else {
+                        Err(Error::from_errno(e))
+                    });
+                }
+                fsleep(Delta::from_micros(100));
+            }
+            None
+        }
+    }
+
+    /// `ctx.atomic_fault(addr, n)` on a worker.
+    fn fault_on_worker(
+        ctx: &Arc<SvmContext<TestDriver>>,
+        addr: usize,
+        n: usize,
+    ) -> Result<Arc<Job>> {
+        let (job, ctx) = (Job::new()?, ctx.clone());
+        let j = job.clone();
+        workqueue::system_long()
+            .try_spawn(GFP_KERNEL, move || j.finish(ctx.atomic_fault(addr, n)))?;
+        Ok(job)
+    }
+
+    #[test]
+    fn grant_waits_for_a_neighbour_zap_in_progress() -> Result {
+        let (mem, off) = two_pages()?;
+        let (a0, a1) = (mem.addr() + off, mem.addr() + off + P);
+        let ctx = shared_ctx(&DEV_A, Config::DEFAULT_TIMEOUT)?;
+        let gate0 = gate(a0, Event::Exclusive, Some(&DEV_A))?;
+        let gate1 = gate(a1, Event::Clear, None)?;
+        let never = Atomic::new(false);
+        // The context grants page 0 and then page 1; hold it inside the grant of page 0.
+        let fault = fault_on_worker(&ctx, a0, 2)?;
+        assert!(gate0.data().wait_entered(1, &never));
+        // Meanwhile another thread zaps page 1: the chunk's callback runs (page 1 is not
+        // granted, nor being granted), then the zap is held open before the PTE goes.
+        let zap = Job::new()?;
+        let (z, mm) = (zap.clone(), current_mm().ok_or(EINVAL)?);
+        workqueue::system_long().try_spawn(GFP_KERNEL, move || {
+            z.finish(madvise(&mm, a1, P, bindings::MADV_DONTNEED))
+        })?;
+        assert!(gate1.data().wait_entered(1, &never));
+        // The context moves on to page 1. Its PTE is still there; if the grant did not wait
+        // for the zap, it would be made now and the zap would then take the page away from
+        // under the device with no further callback.
+        gate0.data().release();
+        let mut slipped = false;
+        for _ in 0..200 {
+            if ctx.is_granted(a1) {
+                slipped = true;
+                break;
+            }
+            fsleep(Delta::from_millis(1));
+        }
+        gate1.data().release();
+        gate0.data().open();
+        gate1.data().open();
+        assert_eq!(zap.wait(), Some(Ok(())));
+        assert_eq!(fault.wait(), Some(Ok(())));
+        assert!(!slipped);
+        // What the device holds is what the CPU maps: the zero page the zap left behind.
+        assert!(ctx.is_granted(a1));
+        assert_eq!(device_add(&ctx, a1, 5), Some(0));
+        assert_eq!(mem.read_u64(off + P)?, 5);
+        assert_eq!(mem.read_u64(off)?, 1);
+        Ok(())
+    }
+
+    /// Holds the context inside the grant of `a0` while the test thread zaps `zap_at`, then lets
+    /// it go on; returns the fault's retries.
+    fn zap_during_grant(mem: &UserMem, a0: usize, zap_at: usize) -> Result<u64> {
+        let ctx = shared_ctx(&DEV_A, Config::DEFAULT_TIMEOUT)?;
+        let gate0 = gate(a0, Event::Exclusive, Some(&DEV_A))?;
+        let never = Atomic::new(false);
+        let fault = fault_on_worker(&ctx, a0, 1)?;
+        assert!(gate0.data().wait_entered(1, &never));
+        mem.madvise(zap_at - mem.addr(), P, bindings::MADV_DONTNEED)?;
+        gate0.data().open();
+        gate0.data().release();
+        assert_eq!(fault.wait(), Some(Ok(())));
+        assert!(ctx.is_granted(a0));
+        Ok(ctx.stats().snapshot().retries)
     }
 
     #[test]
     fn collision_causes_exactly_one_retry() -> Result {
-        let mem = UserMem::new(Kind::Anon, 2 * P)?;
-        mem.write_u64(0, 1)?;
-        let ctx = ctx_with_hook(inject_once, Config::DEFAULT_TIMEOUT)?;
-        // The page being granted is zapped between the grant and its check: the grant is
-        // stale and must be made again.
-        INJECT_AT.store(mem.addr(), Relaxed);
-        ctx.atomic_fault(mem.addr(), 1)?;
-        let s = ctx.stats().snapshot();
-        assert_eq!(s.retries, 1);
-        assert_eq!(s.pages_granted, 1);
-        assert!(ctx.is_granted(mem.addr()));
-        // What was granted is the page that replaced the zapped one.
-        assert_eq!(mem.read_u64(0)?, 0);
+        let (mem, off) = two_pages()?;
+        let a0 = mem.addr() + off;
+        // The page being granted is zapped during the grant: it must be made again, on the
+        // page that replaced the zapped one.
+        assert_eq!(zap_during_grant(&mem, a0, a0)?, 1);
+        assert_eq!(mem.read_u64(off)?, 0);
         Ok(())
     }
 
     #[test]
     fn neighbour_invalidation_causes_no_retry() -> Result {
-        let mem = UserMem::new(Kind::Anon, 2 * P)?;
-        mem.write_u64(0, 1)?;
-        mem.write_u64(P, 2)?;
-        let ctx = ctx_with_hook(inject_once, Config::DEFAULT_TIMEOUT)?;
+        let (mem, off) = two_pages()?;
+        let a0 = mem.addr() + off;
         // Same notifier chunk, different page: the grant in progress is not affected.
-        INJECT_AT.store(mem.addr() + P, Relaxed);
-        ctx.atomic_fault(mem.addr(), 1)?;
-        let s = ctx.stats().snapshot();
-        assert_eq!(s.retries, 0);
-        assert!(ctx.is_granted(mem.addr()));
-        assert_eq!(INJECT_AT.load(Relaxed), 0);
-        assert_eq!(mem.read_u64(P)?, 0);
-        assert_eq!(mem.read_u64(0)?, 1);
+        assert_eq!(zap_during_grant(&mem, a0, a0 + P)?, 0);
+        assert_eq!(mem.read_u64(off + P)?, 0);
+        assert_eq!(mem.read_u64(off)?, 1);
         Ok(())
     }
 
     #[test]
     fn deadline_expiry_is_ebusy() -> Result {
-        let mem = UserMem::new(Kind::Anon, 2 * P)?;
-        mem.write_u64(0, 1)?;
-        let ctx = ctx_with_hook(inject_always, Delta::from_millis(20))?;
-        assert_eq!(ctx.atomic_fault(mem.addr(), 1), Err(EBUSY));
+        let (mem, off) = two_pages()?;
+        let a0 = mem.addr() + off;
+        let ctx = shared_ctx(&DEV_A, Delta::from_millis(20))?;
+        let gate0 = gate(a0, Event::Exclusive, Some(&DEV_A))?;
+        let fault = fault_on_worker(&ctx, a0, 1)?;
+        // Zap the page during every attempt. A zap makes `make_device_exclusive()` retry
+        // inside itself, which enters the gate again: let that one through untouched.
+        let mut n = 1;
+        while gate0.data().wait_entered(n, &fault.1) && !fault.1.load(Relaxed) {
+            if n % 2 == 1 {
+                mem.madvise(off, P, bindings::MADV_DONTNEED)?;
+            }
+            gate0.data().release();
+            n += 1;
+        }
+        gate0.data().open();
+        assert_eq!(fault.wait(), Some(Err(EBUSY)));
         let s = ctx.stats().snapshot();
         assert_eq!(s.timeouts, 1);
         assert!(s.retries >= 1);
-        assert!(!ctx.is_granted(mem.addr()));
-        // No folio was left locked: the CPU can use the page (zapped by the injection).
-        assert_eq!(mem.read_u64(0)?, 0);
-        mem.write_u64(0, 5)?;
-        assert_eq!(mem.read_u64(0)?, 5);
+        assert!(!ctx.is_granted(a0));
+        // No folio was left locked: the CPU can use the page.
+        mem.write_u64(off, 5)?;
+        assert_eq!(mem.read_u64(off)?, 5);
         Ok(())
     }
 
@@ -497,19 +691,24 @@ mod kunit {
                 })?;
             }
         }
-        // The CPU keeps taking the pages back while the devices work.
-        let mut cpu_reads = 0;
+        // The CPU keeps taking the pages back while the devices work, reading their counters
+        // and writing its own next to them.
+        let mut cpu_rounds = 0u64;
         while done.load(Relaxed) < DEVICES * WORKERS {
             mem.read_u64(0)?;
             mem.read_u64(P + 8)?;
-            cpu_reads += 1;
+            cpu_rounds += 1;
+            mem.write_u64(16, cpu_rounds)?;
+            mem.write_u64(P + 16, cpu_rounds)?;
             fsleep(Delta::from_micros(50));
         }
         assert_eq!(failed.load(Relaxed), 0);
         let half = (DEVICES * WORKERS / 2 * ADDS) as u64;
         assert_eq!(mem.read_u64(0)?, half);
         assert_eq!(mem.read_u64(P + 8)?, half);
-        assert!(cpu_reads > 0);
+        assert!(cpu_rounds > 0);
+        assert_eq!(mem.read_u64(16)?, cpu_rounds);
+        assert_eq!(mem.read_u64(P + 16)?, cpu_rounds);
         let mut granted = 0;
         for (i, ctx) in contexts.iter().enumerate() {
             let s = ctx.stats().snapshot();
@@ -528,7 +727,7 @@ mod kunit {
             assert!(s.pages_granted > 0);
             granted += s.pages_granted;
         }
-        pr_info!("stress: {cpu_reads} CPU read rounds\n");
+        pr_info!("stress: {cpu_rounds} CPU rounds\n");
         assert!(granted >= 2);
         Ok(())
     }

@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Which tasks are inside `make_device_exclusive()` for a context, of any device.
+//!
+//! The core mm reports another device taking a page the same way as a CPU fault: the grant
+//! faults the page back to the CPU first (`MMU_NOTIFY_CLEAR`, no owner). What tells them apart
+//! is the task the invalidation runs in, which is inside another context's grant.
+
+use crate::{
+    bindings,
+    sync::atomic::{
+        Atomic,
+        Relaxed, //
+    },
+    task::Task,
+};
+
+/// Tasks granting at once that can be told apart; more go unrecorded, and their takeovers
+/// count as CPU faults.
+const SLOTS: usize = 32;
+
+static TASKS: [Atomic<usize>; SLOTS] = [const { Atomic::new(0) }; SLOTS];
+
+/// The current task's registration as granting, removed on drop.
+///
+/// Only the task itself reads or writes its slot's value, so relaxed accesses suffice.
+pub(super) struct Granting(Option<&'static Atomic<usize>>);
+
+impl Granting {
+    /// Registers the current task until the returned value is dropped.
+    pub(super) fn enter() -> Self {
+        let me = Task::current_raw() as usize;
+        Self(
+            TASKS
+                .iter()
+                .find(|slot| slot.cmpxchg(0, me, Relaxed).is_ok()),
+        )
+    }
+}
+
+impl Drop for Granting {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0 {
+            slot.store(0, Relaxed);
+        }
+    }
+}
+
+/// Whether the current task is inside `make_device_exclusive()` for some context.
+pub(super) fn current_is_granting() -> bool {
+    let me = Task::current_raw() as usize;
+    TASKS.iter().any(|slot| slot.load(Relaxed) == me)
+}
+
+/// Whether the current task is reclaiming memory (kswapd, direct or memcg reclaim), whose
+/// unmapping the core mm reports like a CPU fault.
+pub(super) fn current_is_reclaiming() -> bool {
+    // SAFETY: `current` is always valid, and only the task itself changes these flags.
+    let flags = unsafe { (*bindings::get_current()).flags };
+    flags & (bindings::PF_MEMALLOC | bindings::PF_KSWAPD) != 0
+}
