@@ -23,7 +23,7 @@ cp "$TOP/bench/run.sh" "$OUT/svm-bench/"
 "$TOP/build/initramfs.sh" "$OUT" "$OUT/svm-empty" "$OUT/svm-bench.cpio" "" "$OUT/svm-bench"
 LOG=$OUT/logs/bench-$(date +%Y%m%d-%H%M%S).log
 log "booting the benchmark guest (console log: $LOG)"
-"$TOP/build/boot.sh" "$OUT" "$OUT/svm-bench.cpio" "$LOG" svm.bench=1 kunit.enable=0
+"$TOP/build/boot.sh" "$OUT" "$OUT/svm-bench.cpio" "$LOG" svm.bench=1 kunit.enable=0 svm.rmw_window_ns=0
 python3 "$TOP/build/check-log.py" --splats "$LOG" || die "the kernel reported problems (log: $LOG)"
 grep -q BENCH-DONE "$LOG" || die "the benchmark did not finish (log: $LOG)"
 if grep BENCH-ERROR "$LOG"; then

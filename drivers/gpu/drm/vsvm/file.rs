@@ -147,9 +147,10 @@ impl File {
         let width = Width::from_uapi(req.width)?;
         let addr = Self::check_addr(req.addr, width)?;
         let ctx = Self::ctx(file)?;
+        let window = crate::rmw_window();
         let (operand, compare) = (req.operand, req.compare);
         let (old, faults) = Self::with_page(ctx, addr, |p| {
-            ops::run(p, addr % PAGE_SIZE, width, op, operand, compare)
+            ops::run(p, addr % PAGE_SIZE, width, op, operand, compare, window)
         })?;
         file.inner().ops.fetch_add(1, Relaxed);
         dev.stats.ops.fetch_add(1, Relaxed);
@@ -189,6 +190,7 @@ impl File {
             .and_then(|last| last.checked_add(width.bytes()))
             .ok_or(EINVAL)?;
         let ctx = Self::ctx(file)?;
+        let window = crate::rmw_window();
         let (mut faults, mut sum, mut i) = (0u64, 0u64, 0usize);
         while i < count {
             let page = (addr + i * stride) & !(PAGE_SIZE - 1);
@@ -200,7 +202,7 @@ impl File {
                     if a & !(PAGE_SIZE - 1) != page {
                         break;
                     }
-                    let old = ops::run(p, a % PAGE_SIZE, width, op, req.operand, 0)?;
+                    let old = ops::run(p, a % PAGE_SIZE, width, op, req.operand, 0, window)?;
                     part = part.wrapping_add(old);
                     j += 1;
                     if stride == 0 && j - i >= 512 {

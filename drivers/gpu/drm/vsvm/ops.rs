@@ -7,8 +7,11 @@ use kernel::{
     prelude::*,
     sync::atomic::{
         Atomic,
-        Full,
         Relaxed, //
+    },
+    time::{
+        delay::udelay,
+        Delta, //
     },
     uapi,
 };
@@ -66,29 +69,31 @@ impl Width {
 }
 
 /// `apply_u32` and `apply_u64`: the operations on one width; each returns the old value.
+///
+/// Like a device's atomics across a bus, they are atomic only with respect to the device: a
+/// read, then `window`, then a write, made atomic by the device holding the page under its
+/// page-table lock. A CPU access or another device's access in between is lost, which is what
+/// lets the tests see a page held by two owners at once.
 macro_rules! apply_fn {
     ($name:ident, $t:ty) => {
-        fn $name(a: &Atomic<$t>, op: Op, operand: $t, compare: $t) -> $t {
-            // AND, OR and MAX have no single instruction: compare-and-exchange until it sticks.
-            let update = |f: &dyn Fn($t) -> $t| {
-                let mut old = a.load(Relaxed);
-                loop {
-                    match a.cmpxchg(old, f(old), Full) {
-                        Ok(v) => return v,
-                        Err(now) => old = now,
-                    }
-                }
+        fn $name(a: &Atomic<$t>, op: Op, operand: $t, compare: $t, window: Delta) -> $t {
+            let old = a.load(Relaxed);
+            let new = match op {
+                Op::Add => old.wrapping_add(operand),
+                Op::Xchg => operand,
+                Op::Cmpxchg if old == compare => operand,
+                Op::Cmpxchg => old,
+                Op::And => old & operand,
+                Op::Or => old | operand,
+                Op::Max => old.max(operand),
             };
-            match op {
-                Op::Add => a.fetch_add(operand, Full),
-                Op::Xchg => a.xchg(operand, Full),
-                Op::Cmpxchg => match a.cmpxchg(compare, operand, Full) {
-                    Ok(v) | Err(v) => v,
-                },
-                Op::And => update(&|v| v & operand),
-                Op::Or => update(&|v| v | operand),
-                Op::Max => update(&|v| v.max(operand)),
+            if window > Delta::ZERO {
+                udelay(window);
             }
+            if new != old {
+                a.store(new, Relaxed);
+            }
+            old
         }
     };
 }
@@ -96,7 +101,8 @@ macro_rules! apply_fn {
 apply_fn!(apply_u32, u32);
 apply_fn!(apply_u64, u64);
 
-/// Runs `op` on the value at byte `offset` of `page`; returns the old value.
+/// Runs `op` on the value at byte `offset` of `page` with `window` between its read and its
+/// write; returns the old value.
 pub(crate) fn run(
     page: &AtomicPage<'_>,
     offset: usize,
@@ -104,12 +110,13 @@ pub(crate) fn run(
     op: Op,
     operand: u64,
     compare: u64,
+    window: Delta,
 ) -> Result<u64> {
     Ok(match width {
         Width::W32 => {
             let a = page.atomic::<u32>(offset)?;
-            u64::from(apply_u32(a, op, operand as u32, compare as u32))
+            u64::from(apply_u32(a, op, operand as u32, compare as u32, window))
         }
-        Width::W64 => apply_u64(page.atomic::<u64>(offset)?, op, operand, compare),
+        Width::W64 => apply_u64(page.atomic::<u64>(offset)?, op, operand, compare, window),
     })
 }

@@ -39,6 +39,10 @@ module! {
             default: 0,
             description: "Minimum residency of a grant before another GPU may take it, in us (0: off)",
         },
+        rmw_window_ns: u32 {
+            default: 0,
+            description: "Delay between the read and the write of a device atomic, in ns (0-100000)",
+        },
         per_fault_notifiers: bool {
             default: false,
             description: "Insert and remove a notifier for every fault, as nouveau does (for comparison)",
@@ -48,6 +52,18 @@ module! {
 
 /// Most instances a system may have.
 const MAX_DEVICES: u32 = 8;
+
+/// Longest read-modify-write window, in ns: it is spent spinning under the page-table lock.
+const MAX_RMW_WINDOW_NS: u32 = 100_000;
+
+/// The read-modify-write window of device atomics (`rmw_window_ns=`).
+pub(crate) fn rmw_window() -> Delta {
+    Delta::from_nanos(i64::from(
+        module_parameters::rmw_window_ns
+            .value()
+            .min(MAX_RMW_WINDOW_NS),
+    ))
+}
 
 struct VsvmModule {
     _instances: KVec<Instance>,
@@ -62,6 +78,11 @@ impl kernel::Module for VsvmModule {
             pr_err!("devices={count}: must be 1 to {MAX_DEVICES}\n");
             return Err(EINVAL);
         }
+        let window = module_parameters::rmw_window_ns.value();
+        if window > MAX_RMW_WINDOW_NS {
+            pr_err!("rmw_window_ns={window}: must be at most {MAX_RMW_WINDOW_NS}\n");
+            return Err(EINVAL);
+        }
         let residency_us = module_parameters::residency_us.value();
         let residency = match residency_us {
             0 => None,
@@ -74,7 +95,9 @@ impl kernel::Module for VsvmModule {
         for index in 0..count {
             instances.push(Instance::new(index, residency.clone(), &dir)?, GFP_KERNEL)?;
         }
-        pr_info!("{count} virtual SVM GPUs, residency {residency_us} us\n");
+        pr_info!(
+            "{count} virtual SVM GPUs, residency {residency_us} us, atomic window {window} ns\n"
+        );
         Ok(Self {
             _instances: instances,
             _bench: KBox::pin_init(
