@@ -6,15 +6,25 @@ Splits the log into the KUnit part (KTAP printed while the kernel boots) and
 the userspace part (kselftest TAP printed by the init script), counts the
 results of both, and fails on any failed or missing test and on any kernel
 report in the whole log: WARN, BUG, Oops, lockdep, KMEMLEAK, RCU stall, hung
-task, panic.  Ends with one line: "N passed, N failed[, N skipped]".
+task, panic, a poisoned free page written to.  Ends with one line: "N passed, N failed[, N skipped]".
+
+Every test the project has must have run: tests/manifest lists the KUnit
+cases of the project's suites and every selftest by name, and a test that is
+missing from the log, or that ran but is not listed, fails the run.
 
 Usage: check-log.py LOG KUNIT_PY
        check-log.py --splats LOG    (kernel reports only)
+       check-log.py --manifest LOG  (print the manifest of what LOG ran)
 """
 
+import os
 import re
 import subprocess
 import sys
+
+MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "manifest")
+# KUnit suites of this project; other suites in the kernel only have to pass.
+OUR_SUITES = re.compile(r"^rust_(mm_|drm_svm)")
 
 SPLATS = [
     r"WARNING: ",
@@ -34,6 +44,8 @@ SPLATS = [
     r"self-detected stall",
     r"INFO: task .* blocked for more than",
     r"UBSAN: ",
+    r"pagealloc: memory corruption",
+    r"Poison overwritten",
     r"SVM-TIMEOUT",
 ]
 SPLAT_RE = re.compile("|".join(SPLATS))
@@ -46,7 +58,50 @@ def splats(lines):
     return ["kernel report: " + l.strip() for l in lines if SPLAT_RE.search(l)]
 
 
+def ran_tests(lines):
+    """Names of the tests the log shows a result for, as in tests/manifest."""
+    names = []
+    suite = None
+    binary = None
+    for raw in lines:
+        line = TS_RE.sub("", raw)
+        m = re.match(r"^\s+# Subtest: (\S+)$", line)
+        if m:
+            suite = m.group(1)
+            continue
+        m = re.match(r"^\s{4,}(?:not ok|ok) \d+ (\S+)", line)
+        if m and suite and OUR_SUITES.match(suite):
+            names.append(f"kunit {suite}.{m.group(1)}")
+            continue
+        if line.startswith("SVM-TEST-BEGIN "):
+            binary = line.split()[1]
+        elif line.startswith("SVM-TEST-END "):
+            binary = None
+        elif binary:
+            m = re.match(r"^(?:not ok|ok) \d+ (\S+)", line)
+            if m:
+                names.append(f"selftest {binary} {m.group(1)}")
+    return names
+
+
+def check_manifest(lines):
+    """Problems: expected tests that did not run, and tests that ran but are not expected."""
+    with open(MANIFEST) as f:
+        expected = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+    ran = ran_tests(lines)
+    problems = [f"missing test (in tests/manifest, not in the log): {t}"
+                for t in expected if t not in ran]
+    problems += [f"unlisted test (ran, not in tests/manifest): {t}"
+                 for t in dict.fromkeys(ran) if t not in expected]
+    return problems
+
+
 def main():
+    if sys.argv[1] == "--manifest":
+        with open(sys.argv[2], errors="replace") as f:
+            for name in dict.fromkeys(ran_tests(f.read().splitlines())):
+                print(name)
+        return 0
     if sys.argv[1] == "--splats":
         with open(sys.argv[2], errors="replace") as f:
             found = splats(f.read().splitlines())
@@ -61,6 +116,7 @@ def main():
     problems = []
 
     problems += splats(lines)
+    problems += check_manifest(lines)
 
     # KUnit: everything before the userspace marker.
     try:
@@ -126,7 +182,10 @@ def main():
                 problems.append(f"{current}: exited with status {rc}")
                 if results == 0:
                     failed += 1
-            if results < plan:
+            if plan == 0:
+                problems.append(f"{current}: printed no test plan")
+                failed += 1
+            elif results < plan:
                 problems.append(f"{current}: planned {plan} tests, {results} reported")
                 failed += plan - results
             current = None
@@ -157,6 +216,8 @@ def main():
         failed += 1
     if not any("SVM-USERSPACE-END" in l for l in lines):
         problems.append("the guest did not finish its userspace run")
+    if not any("SVM-KMEMLEAK-END" in l for l in lines):
+        problems.append("no kmemleak scan (the guest must run one)")
 
     if problems:
         print("============= problems =============")

@@ -18,7 +18,7 @@ mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,tests,modules}
 cp "$OUT/extmod/drivers/gpu/drm/vsvm/vsvm.ko" "$root/modules/"
 cp /bin/busybox "$root/bin/busybox"
 install -m 0755 "$TOP/build/guest-init" "$root/init"
-cp "$TESTS"/* "$root/tests/" 2>/dev/null || true
+find "$TESTS" -maxdepth 1 -type f ! -name "*.d" -exec cp {} "$root/tests/" \;
 if [ -n "$DEMO" ]; then
 	mkdir -p "$root/demo"
 	cp "$DEMO"/* "$root/demo/"

@@ -114,6 +114,19 @@ static unsigned long stop(struct __test_metadata *_metadata, struct _test_data_c
 	return ok;
 }
 
+/* Revocations with @cause on both devices so far. */
+static __u64 revoked_by(struct _test_data_chaos *self, int cause)
+{
+	__u64 n = 0, one;
+
+	for (int d = 0; d < 2; d++) {
+		one = 0;
+		vsvm_revoked(self->fd[d], cause, &one);
+		n += one;
+	}
+	return n;
+}
+
 static uint64_t sum(uint64_t *buf)
 {
 	uint64_t s = 0;
@@ -125,6 +138,8 @@ static uint64_t sum(uint64_t *buf)
 
 TEST_F(chaos, munmap_and_remap)
 {
+	__u64 unmap = revoked_by(self, DRM_VSVM_REVOKE_UNMAP);
+
 	start(_metadata, self, -EFAULT, -EFAULT);
 	for (int i = 0; i < CHURN; i++) {
 		nap();
@@ -133,10 +148,13 @@ TEST_F(chaos, munmap_and_remap)
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), self->buf);
 	}
 	stop(_metadata, self);
+	ASSERT_GT(revoked_by(self, DRM_VSVM_REVOKE_UNMAP), unmap);
+	ASSERT_GT(revoked_by(self, DRM_VSVM_REVOKE_DEVICE), 0);
 }
 
 TEST_F(chaos, mprotect_toggle)
 {
+	__u64 mprot = revoked_by(self, DRM_VSVM_REVOKE_MPROTECT);
 	unsigned long ok;
 
 	start(_metadata, self, -EFAULT, -EFAULT);
@@ -149,20 +167,26 @@ TEST_F(chaos, mprotect_toggle)
 	ok = stop(_metadata, self);
 	/* Write protection destroys nothing: every successful add is there. */
 	ASSERT_EQ(sum(self->buf), ok);
+	ASSERT_GT(revoked_by(self, DRM_VSVM_REVOKE_MPROTECT), mprot);
 }
 
 TEST_F(chaos, dontneed)
 {
+	__u64 cpu = revoked_by(self, DRM_VSVM_REVOKE_CPU);
+
 	start(_metadata, self, 0, 0);
 	for (int i = 0; i < CHURN; i++) {
 		nap();
 		ASSERT_EQ(madvise(self->buf, NPAGES * PAGE_SZ, MADV_DONTNEED), 0);
 	}
 	stop(_metadata, self);
+	/* MADV_DONTNEED is reported like a CPU fault. */
+	ASSERT_GT(revoked_by(self, DRM_VSVM_REVOKE_CPU), cpu);
 }
 
 TEST_F(chaos, fork_and_exit)
 {
+	__u64 forked = revoked_by(self, DRM_VSVM_REVOKE_FORK);
 	unsigned long ok;
 
 	int busy = 0;
@@ -192,6 +216,7 @@ TEST_F(chaos, fork_and_exit)
 	ok = stop(_metadata, self);
 	/* Copy-on-write moved pages under the devices; no add was lost. */
 	ASSERT_EQ(sum(self->buf), ok);
+	ASSERT_GT(revoked_by(self, DRM_VSVM_REVOKE_FORK), forked);
 }
 
 TEST_F(chaos, close_while_in_use)

@@ -111,4 +111,34 @@ static inline int vsvm_stats(int fd, struct drm_vsvm_stats *s)
 	return ioctl(fd, DRM_IOCTL_VSVM_STATS, s) ? -errno : 0;
 }
 
+/*
+ * 1 if every one of the five ioctls on @fd is refused with EACCES for @addr,
+ * as it must be for a file descriptor that reached another address space.
+ */
+static inline int vsvm_all_refused(int fd, void *addr)
+{
+	struct drm_vsvm_stats s;
+
+	return vsvm_add64(fd, addr, 1) == -EACCES &&
+	       vsvm_range(fd, addr, 8, 2, DRM_VSVM_OP_ADD, 64, 1, NULL) == -EACCES &&
+	       vsvm_prefetch(fd, addr, 1) == -EACCES &&
+	       vsvm_query(fd, addr) == -EACCES &&
+	       vsvm_stats(fd, &s) == -EACCES;
+}
+
+/* Total revocations of the context of @fd, and those of @cause in *one if set. */
+static inline __u64 vsvm_revoked(int fd, int cause, __u64 *one)
+{
+	struct drm_vsvm_stats s;
+	__u64 sum = 0;
+
+	if (vsvm_stats(fd, &s))
+		return 0;
+	for (int i = 0; i < DRM_VSVM_REVOKE_COUNT; i++)
+		sum += s.revocations[i];
+	if (one)
+		*one = s.revocations[cause];
+	return sum;
+}
+
 #endif /* VSVM_COMMON_H */
