@@ -27,6 +27,7 @@ use crate::{
     },
     prelude::*,
     sync::atomic::{
+        Acquire,
         Atomic,
         Full,
         Relaxed, //
@@ -181,7 +182,9 @@ pub trait MmuIntervalNotifierOps: Sync + Send + Sized + 'static {
 /// `mmu_interval_read_begin()` waits for an invalidation in progress only if that invalidation
 /// published its sequence, so a reader that skipped one could map a page the invalidation is
 /// about to free.
-#[must_use = "the sequence must be published with set() or defer()"]
+///
+/// Dropping it without calling a method defers it ([`InvalidateSeq::defer`]), so that no
+/// sequence is ever lost.
 pub struct InvalidateSeq<'a> {
     notifier: *mut bindings::mmu_interval_notifier,
     deferred: &'a Atomic<usize>,
@@ -199,6 +202,7 @@ impl InvalidateSeq<'_> {
             // SAFETY: `self.notifier` is the notifier whose callback is running, valid for `'a`.
             unsafe { bindings::mmu_interval_set_seq(self.notifier, seq) };
         }
+        core::mem::forget(self);
     }
 
     /// Publishes the sequence at the next [`MmuIntervalNotifier::read_begin`] instead of now.
@@ -210,7 +214,28 @@ impl InvalidateSeq<'_> {
     /// must decide under the lock that guards `read_retry`, and the reader must tell it what
     /// the section maps under that lock before calling `read_begin`; otherwise a section could
     /// begin after the deferral and still miss it.
+    ///
+    /// A notifier whose callback defers must have one reader at a time (the driver serialises
+    /// its read sections): the deferred sequence is published by whichever `read_begin` comes
+    /// next, outside the driver lock.
     pub fn defer(self) {
+        self.defer_now();
+        core::mem::forget(self);
+    }
+
+    /// Publishes nothing, for an invalidation that the notifier's only reader makes itself,
+    /// inside its own read section (for example the `MMU_NOTIFY_EXCLUSIVE` of its own
+    /// `make_device_exclusive()`).
+    ///
+    /// Such an invalidation has ended before the reader's next `read_begin`, so no later
+    /// section needs to wait for it; the reader knows about it, so the section in progress
+    /// need not retry for it. Publishing it anyway would make that next `read_begin` wait
+    /// for every other invalidation of the mm that overlaps it in time.
+    pub fn reader_own(self) {
+        core::mem::forget(self);
+    }
+
+    fn defer_now(&self) {
         let Some(seq) = self.seq else { return };
         let mut cur = self.deferred.load(Relaxed);
         // Keep the newest deferred sequence: waiting for it waits for every older one too.
@@ -228,10 +253,17 @@ impl InvalidateSeq<'_> {
     }
 }
 
+impl Drop for InvalidateSeq<'_> {
+    fn drop(&mut self) {
+        self.defer_now();
+    }
+}
+
 /// No deferred sequence. The core's sequences start at 2 and only grow.
 const NO_SEQ: usize = 0;
 
-/// Whether sequence `a` is newer than `b`, allowing for wrap-around.
+/// Whether sequence `a` is newer than `b`, allowing for wrap-around: valid while the two are
+/// less than `usize::MAX / 2` apart (on 32-bit, 2^30 invalidation rounds).
 fn seq_after(a: usize, b: usize) -> bool {
     (a.wrapping_sub(b) as isize) > 0
 }
@@ -345,9 +377,11 @@ impl<T: MmuIntervalNotifierOps> MmuIntervalNotifier<T> {
     /// Publishes the sequence a callback deferred, if any, then waits (sleeps) for an
     /// invalidation in progress that published its sequence to finish before it returns.
     pub fn read_begin(&self) -> ReadSeq {
-        let deferred = self.deferred.xchg(NO_SEQ, Full);
+        let deferred = self.deferred.load(Acquire);
         if deferred != NO_SEQ {
             self.publish(deferred);
+            // Cleared only once published; a newer deferral meanwhile stays for the next one.
+            let _ = self.deferred.cmpxchg(deferred, NO_SEQ, Full);
         }
         // SAFETY: The notifier is inserted by the type invariant.
         ReadSeq(unsafe { bindings::mmu_interval_read_begin(self.notifier.get()) })
@@ -360,8 +394,10 @@ impl<T: MmuIntervalNotifierOps> MmuIntervalNotifier<T> {
     /// belongs to an invalidation that has ended (invalidations in progress share the newest
     /// odd sequence), which a reader need not wait for.
     fn publish(&self, seq: usize) {
-        // SAFETY: The notifier is inserted by the type invariant; the core accesses
-        // `invalidate_seq` with `READ_ONCE()`/`WRITE_ONCE()` only, so atomic access is sound.
+        // SAFETY: The notifier is inserted by the type invariant. Callbacks write
+        // `invalidate_seq` with `WRITE_ONCE()` and `read_begin()` reads it with `READ_ONCE()`;
+        // the plain accesses (insertion, and `read_retry()` by the single reader that
+        // `InvalidateSeq::defer` requires, which is us) never run concurrently with this.
         let cur_seq = unsafe { Atomic::from_ptr(&raw mut (*self.notifier.get()).invalidate_seq) };
         let mut cur = cur_seq.load(Relaxed);
         while seq_after(seq, cur) {

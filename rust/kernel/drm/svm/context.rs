@@ -103,6 +103,13 @@ pub(super) struct State<T: Driver> {
 }
 
 impl<T: Driver> State<T> {
+    /// Whether the device holds any of pages `[first, end)`.
+    pub(super) fn has_grants(&self, first: usize, end: usize) -> bool {
+        self.grants
+            .cursor_lower_bound(&first)
+            .is_some_and(|c| *c.current().0 < end)
+    }
+
     /// Forgets the grants of pages `[first, end)`, telling `on_remove` each page index; returns
     /// how many there were. Does not sleep.
     pub(super) fn remove_grants(
@@ -337,8 +344,10 @@ impl<T: Driver> SvmContext<T> {
     pub fn revoke_all(&self) {
         let mut state = self.shared.state.lock();
         let shared = &self.shared;
-        if state.remove_grants(0, usize::MAX, |i| shared.forget(i)) > 0 {
+        if state.has_grants(0, usize::MAX) {
+            // The device stops using the pages before the grants drop their references.
             T::unmap(&mut state.pt, 0, usize::MAX);
+            state.remove_grants(0, usize::MAX, |i| shared.forget(i));
         }
     }
 
@@ -486,9 +495,10 @@ impl<T: Driver> SvmContext<T> {
                 }
             }
             // With the mmap lock still held from the previous page of a batch, this may wait
-            // for an invalidation in progress. None of them takes the mmap lock once started
-            // (lockdep checks that through `read_begin()`'s annotation), and our `mmget()`
-            // rules out `exit_mmap()`.
+            // for an invalidation in progress, unlike the order Documentation/mm/hmm.rst
+            // shows. That cannot deadlock: invalidations take the mmap lock before they start
+            // or not at all (none takes it between start and end), and our `mmget()` rules
+            // out `exit_mmap()`. A writer queued on the lock waits for us meanwhile.
             let seq = seq_notifier.read_begin();
             prof.mark(Phase::ReadBegin);
 

@@ -23,7 +23,9 @@ static TASKS: [Atomic<usize>; SLOTS] = [const { Atomic::new(0) }; SLOTS];
 
 /// The current task's registration as granting, removed on drop.
 ///
-/// Only the task itself reads or writes its slot's value, so relaxed accesses suffice.
+/// Relaxed accesses suffice: the only question asked of the table is whether it holds the
+/// current task, whose own stores are ordered before its own loads; other tasks' values only
+/// have to be some value they stored, never the current task's pointer.
 pub(super) struct Granting(Option<&'static Atomic<usize>>);
 
 impl Granting {
@@ -55,7 +57,8 @@ pub(super) fn current_is_granting() -> bool {
 /// Whether the current task is reclaiming memory (kswapd, direct or memcg reclaim), whose
 /// unmapping the core mm reports like a CPU fault.
 pub(super) fn current_is_reclaiming() -> bool {
-    // SAFETY: `current` is always valid, and only the task itself changes these flags.
+    // SAFETY: `current` is always valid. `PF_MEMALLOC` and `PF_KSWAPD` are only changed by
+    // the task itself, so this read does not race with their changes.
     let flags = unsafe { (*bindings::get_current()).flags };
     flags & (bindings::PF_MEMALLOC | bindings::PF_KSWAPD) != 0
 }

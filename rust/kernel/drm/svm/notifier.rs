@@ -57,10 +57,11 @@ impl<T: Driver> MmuIntervalNotifierOps for Chunk<T> {
     /// Revokes the grants in `range` and publishes the sequence, at once or deferred.
     ///
     /// The sequence protocol is what keeps a grant from slipping in while a page is being
-    /// zapped: `read_begin()` waits only for invalidations that published their sequence. No
-    /// sequence is dropped; it is published now if the invalidation could make the grant in
-    /// progress stale, and otherwise deferred to the next `read_begin()` on this notifier,
-    /// which waits for the invalidation if it is still in progress:
+    /// zapped: `read_begin()` waits only for invalidations that published their sequence. A
+    /// context has one reader (its faults are serialised by the fault lock), and the sequence
+    /// is published now if the invalidation could make the grant in progress stale, deferred
+    /// to the reader's next `read_begin()` (which waits for the invalidation if it is still in
+    /// progress) if it could not, and dropped only if the reader made it itself:
     ///
     /// - The fault names the page it grants in `State::granting`, under the page-table lock,
     ///   before its `read_begin()`. This callback decides under the same lock. Either it runs
@@ -69,10 +70,11 @@ impl<T: Driver> MmuIntervalNotifierOps for Chunk<T> {
     /// - An invalidation of other pages cannot make that grant stale: the device-exclusive
     ///   entry is made for, and revalidated against, that page's PTE alone.
     /// - An invalidation the granting task makes itself inside `make_device_exclusive()`
-    ///   (splitting a PMD, faulting the page back from another device, and its own
-    ///   `MMU_NOTIFY_EXCLUSIVE`) has ended before the C function revalidates the PTE under
-    ///   the folio lock and converts it. Retrying for it would livelock: every attempt faults
-    ///   back the entry the previous one made.
+    ///   (splitting a PMD, faulting the page back from another device, direct reclaim) has
+    ///   ended before the C function revalidates the PTE under the folio lock and converts it;
+    ///   its own `MMU_NOTIFY_EXCLUSIVE` surrounds that conversion, which is the grant itself.
+    ///   Retrying for them would livelock: every attempt faults back the entry the previous
+    ///   one made.
     fn invalidate(
         notifier: &MmuIntervalNotifier<Self>,
         range: &Range,
@@ -85,7 +87,7 @@ impl<T: Driver> MmuIntervalNotifierOps for Chunk<T> {
         // are called or on the page-table lock.
         if event == Event::Exclusive && range.owner() == Some(shared.owner) {
             shared.stats.own_event();
-            seq.defer();
+            seq.reader_own();
             return true;
         }
 
@@ -96,22 +98,22 @@ impl<T: Driver> MmuIntervalNotifierOps for Chunk<T> {
                 Some(guard) => guard,
                 None => {
                     // Nothing changes: the core retries the operation blockable, or gives up.
+                    // The sequence is deferred (dropping `seq`).
                     shared.stats.busy();
-                    seq.defer();
                     return false;
                 }
             }
         };
+        let own_task = shared.granting_task.load(Relaxed) == Task::current_raw() as usize;
         // Only the part of the range this notifier covers concerns it.
         let start = range.start().max(notifier.start());
         let end = range.end().min(notifier.last().saturating_add(1));
-        let removed =
-            state.remove_grants(start >> PAGE_SHIFT, end.div_ceil(1 << PAGE_SHIFT), |i| {
-                shared.forget(i)
-            });
-        if removed > 0 {
+        let (first, last) = (start >> PAGE_SHIFT, end.div_ceil(1 << PAGE_SHIFT));
+        if state.has_grants(first, last) {
+            // The device stops using the pages before the grants drop their references.
             T::unmap(&mut state.pt, start, end);
-            let cause = RevokeCause::of_invalidation(event, range.owner());
+            let removed = state.remove_grants(first, last, |i| shared.forget(i));
+            let cause = RevokeCause::of_invalidation(event, range.owner(), own_task);
             shared.stats.revoked(cause, removed);
             trace::revoke(shared.owner, start, end, cause, removed);
         }
@@ -119,9 +121,9 @@ impl<T: Driver> MmuIntervalNotifierOps for Chunk<T> {
         let covers_grant = granting != NO_PAGE
             && range.start() < granting.saturating_add(PAGE_SIZE)
             && range.end() > granting;
-        if shared.granting_task.load(Relaxed) == Task::current_raw() as usize {
+        if own_task {
             shared.stats.own_invalidation();
-            seq.defer();
+            seq.reader_own();
         } else if covers_grant {
             seq.set();
         } else {

@@ -77,9 +77,12 @@ impl RevokeCause {
     /// The cause of an invalidation the current task is making: [`RevokeCause::from_event`],
     /// told apart further by the task where the event cannot tell (the core mm reports a CPU
     /// fault, another device's takeover and reclaim alike, as `MMU_NOTIFY_CLEAR` with no owner).
-    pub fn of_invalidation(event: Event, from: Option<Owner>) -> Self {
+    ///
+    /// `own_task` says that the task is the one granting for the context that asks (splitting
+    /// a PMD, reclaiming memory during its own grant), which is then not another device.
+    pub fn of_invalidation(event: Event, from: Option<Owner>, own_task: bool) -> Self {
         match Self::from_event(event, from) {
-            Self::CpuFault if granting::current_is_granting() => Self::OtherDevice,
+            Self::CpuFault if !own_task && granting::current_is_granting() => Self::OtherDevice,
             Self::CpuFault if granting::current_is_reclaiming() => Self::Migration,
             cause => cause,
         }

@@ -313,8 +313,13 @@ mod kunit {
                 return true;
             }
             let me = g.entered.fetch_add(1, Full) + 1;
-            while g.armed.load(Relaxed) && g.released.load(Relaxed) < me {
-                fsleep(Delta::from_micros(20));
+            // Bounded (about 10 s), so that a test that fails while holding the gate closed
+            // cannot hang the whole run.
+            for _ in 0..100_000 {
+                if !g.armed.load(Relaxed) || g.released.load(Relaxed) >= me {
+                    break;
+                }
+                fsleep(Delta::from_micros(100));
             }
             true
         }
@@ -457,6 +462,14 @@ mod kunit {
         // for the zap, it would be made now and the zap would then take the page away from
         // under the device with no further callback.
         gate0.data().release();
+        // Page 0's grant is committed, then the same batch goes on to page 1 at once.
+        for _ in 0..5000 {
+            if ctx.is_granted(a0) {
+                break;
+            }
+            fsleep(Delta::from_millis(1));
+        }
+        assert!(ctx.is_granted(a0));
         let mut slipped = false;
         for _ in 0..200 {
             if ctx.is_granted(a1) {
