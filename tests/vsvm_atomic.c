@@ -36,14 +36,6 @@ FIXTURE_TEARDOWN(vsvm)
 	close(self->fd1);
 }
 
-static void *map_anon(unsigned long size)
-{
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	return p == MAP_FAILED ? NULL : p;
-}
-
 /* hmm-tests "exclusive": device access to every page, then the CPU takes them back. */
 TEST_F(vsvm, exclusive)
 {

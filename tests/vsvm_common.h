@@ -12,12 +12,22 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <drm/drm.h>
 #include <drm/vsvm_drm.h>
 
 #define VSVM_MAX_DEVICES 8
+
+/* @size bytes of private anonymous memory, or NULL. */
+static inline void *map_anon(unsigned long size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
 
 /* Opens the @index-th vsvm render node, or returns -errno. */
 static inline int vsvm_open(int index)

@@ -51,14 +51,6 @@ FIXTURE_TEARDOWN(mm)
 	close(self->fd1);
 }
 
-static void *map_anon(unsigned long size)
-{
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	return p == MAP_FAILED ? NULL : p;
-}
-
 static int write_file(const char *path, const char *s)
 {
 	int fd = open(path, O_WRONLY);
