@@ -15,10 +15,28 @@ use crate::{
     new_spinlock,
     prelude::*,
     sync::{
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
         SpinLock,
         SpinLockGuard, //
     },
 };
+
+/// How a [`Recorder`] publishes the sequence of an invalidation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum Publish {
+    /// [`InvalidateSeq::set`].
+    Set = 0,
+    /// [`InvalidateSeq::defer`].
+    Defer = 1,
+    /// Neither: the sequence is dropped unused.
+    Forget = 2,
+    /// [`InvalidateSeq::reader_own`].
+    ReaderOwn = 3,
+}
 
 /// One recorded invalidation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,11 +76,14 @@ impl Log {
     }
 }
 
-/// Notifier data that logs every invalidation and publishes its sequence under its lock.
+/// Notifier data that logs every invalidation and publishes its sequence under its lock (by
+/// default with [`InvalidateSeq::set`]; see [`Recorder::publish_with`]).
 #[pin_data]
 pub(crate) struct Recorder {
     #[pin]
     log: SpinLock<Log>,
+    publish: Atomic<u32>,
+    last_seq: Atomic<usize>,
 }
 
 impl Recorder {
@@ -74,6 +95,8 @@ impl Recorder {
     ) -> Result<Pin<KBox<MmuIntervalNotifier<Self>>>> {
         let data = try_pin_init!(Self {
             log <- new_spinlock!(Log::default()),
+            publish: Atomic::new(Publish::Set as u32),
+            last_seq: Atomic::new(0),
         }? Error);
         KBox::pin_init(MmuIntervalNotifier::new(mm, start, len, data), GFP_KERNEL)
     }
@@ -81,6 +104,16 @@ impl Recorder {
     /// Returns what was recorded so far and starts a new log.
     pub(crate) fn take(&self) -> Log {
         core::mem::take(&mut *self.log.lock())
+    }
+
+    /// Publishes the sequences of later invalidations this way.
+    pub(crate) fn publish_with(&self, how: Publish) {
+        self.publish.store(how as u32, Relaxed);
+    }
+
+    /// The sequence of the last invalidation.
+    pub(crate) fn last_seq(&self) -> usize {
+        self.last_seq.load(Relaxed)
     }
 
     /// The lock the callback publishes its sequence under.
@@ -106,7 +139,14 @@ impl MmuIntervalNotifierOps for Recorder {
             });
         }
         log.n += 1;
-        seq.set();
+        let data = notifier.data();
+        data.last_seq.store(seq.value(), Relaxed);
+        match data.publish.load(Relaxed) {
+            0 => seq.set(),
+            1 => seq.defer(),
+            3 => seq.reader_own(),
+            _ => drop(seq),
+        }
         true
     }
 }

@@ -12,7 +12,10 @@ mod kunit {
             UserMem, //
         },
         mm::mmu_notifier::{
-            recorder::Recorder,
+            recorder::{
+                Publish,
+                Recorder, //
+            },
             Event,
             MmuIntervalNotifier, //
         },
@@ -121,6 +124,65 @@ mod kunit {
         let seq = n.read_begin();
         let _lock = n.data().lock();
         assert!(!n.read_retry(seq));
+        Ok(())
+    }
+
+    /// A section, an invalidation published `how` during it, then the next section: whether
+    /// the first had to retry, and whether the second began after the invalidation.
+    fn section_across_invalidation(how: Publish) -> Result<(bool, bool)> {
+        let mem = UserMem::new(Kind::Anon, P)?;
+        let mm = current_mm().ok_or(EINVAL)?;
+        mem.write_u64(0, 1)?;
+        let n = Recorder::watch(&mm, mem.addr(), P)?;
+        n.data().publish_with(how);
+        let first = n.read_begin();
+        mem.madvise(0, P, bindings::MADV_DONTNEED)?;
+        let seq = n.data().last_seq();
+        assert_ne!(seq, 0);
+        let retry = {
+            let _lock = n.data().lock();
+            n.read_retry(first)
+        };
+        let next = n.read_begin();
+        Ok((retry, next.0 == seq))
+    }
+
+    #[test]
+    fn set_collides_with_the_section_in_progress() -> Result {
+        assert_eq!(section_across_invalidation(Publish::Set)?, (true, true));
+        Ok(())
+    }
+
+    #[test]
+    fn deferred_sequence_is_published_by_the_next_read_begin() -> Result {
+        // The section in progress does not retry, but the next one begins after it.
+        assert_eq!(section_across_invalidation(Publish::Defer)?, (false, true));
+        // A sequence the callback neither sets nor defers is deferred when dropped.
+        assert_eq!(section_across_invalidation(Publish::Forget)?, (false, true));
+        // Only the reader's own invalidations go unpublished.
+        assert_eq!(
+            section_across_invalidation(Publish::ReaderOwn)?,
+            (false, false)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn publishing_never_moves_the_sequence_back() -> Result {
+        let mem = UserMem::new(Kind::Anon, P)?;
+        let mm = current_mm().ok_or(EINVAL)?;
+        let n = Recorder::watch(&mm, mem.addr(), P)?;
+        n.data().publish_with(Publish::Defer);
+        mem.write_u64(0, 1)?;
+        mem.madvise(0, P, bindings::MADV_DONTNEED)?;
+        let older = n.data().last_seq();
+        n.data().publish_with(Publish::Set);
+        mem.write_u64(0, 1)?;
+        mem.madvise(0, P, bindings::MADV_DONTNEED)?;
+        let newer = n.data().last_seq();
+        assert_ne!(older, newer);
+        // Publishing the older, deferred sequence keeps the newer one that was set.
+        assert_eq!(n.read_begin().0, newer);
         Ok(())
     }
 }
