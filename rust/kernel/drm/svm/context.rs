@@ -273,8 +273,8 @@ impl<T: Driver> SvmContext<T> {
             if chunk.as_ref().map(|c| c.0) != Some(index) {
                 // Creating a notifier may take the mmap lock for writing.
                 lock = None;
-                if let Some((_, old)) = chunk.take() {
-                    old.data().users.fetch_sub(1, Relaxed);
+                if let Some((old_index, old)) = chunk.take() {
+                    self.release_chunk(old_index, old);
                 }
                 match self.chunk(&mm, page) {
                     Ok(c) => chunk = Some((index, c)),
@@ -292,8 +292,8 @@ impl<T: Driver> SvmContext<T> {
             }
         }
         drop(lock);
-        if let Some((_, c)) = chunk {
-            c.data().users.fetch_sub(1, Relaxed);
+        if let Some((index, c)) = chunk {
+            self.release_chunk(index, c);
         }
         if ret.is_err() {
             stats.error();
@@ -397,7 +397,7 @@ impl<T: Driver> SvmContext<T> {
             chunk.data().users.fetch_add(1, Relaxed);
             return Ok(chunk.clone());
         }
-        let reservation = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let reservation = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
         let chunk = Arc::pin_init(
             MmuIntervalNotifier::new(
                 mm,
@@ -405,11 +405,41 @@ impl<T: Driver> SvmContext<T> {
                 CHUNK_SIZE,
                 Ok::<_, Error>(Chunk::new(self.shared.clone())),
             ),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )?;
         chunk.data().users.fetch_add(1, Relaxed);
         chunks.insert(reservation.into_node(index, chunk.clone()));
         Ok(chunk)
+    }
+
+    /// Ends a fault's use of the chunk `index`, and removes its notifier if it holds no grant
+    /// and no other fault uses it: a fault that fails (at an unmapped address, say) leaves
+    /// nothing behind, so a user cannot make the kernel hold notifiers without holding pages.
+    ///
+    /// May sleep (removing a notifier waits for its callbacks); called without the mmap lock.
+    fn release_chunk(&self, index: usize, chunk: Arc<ChunkNotifier<T>>) {
+        if chunk.data().users.fetch_sub(1, Relaxed) != 1 {
+            return;
+        }
+        let first = index * (CHUNK_SIZE >> PAGE_SHIFT);
+        let mut chunks = self.chunks.lock();
+        // No grant can appear meanwhile: grants are made by faults, which the fault lock
+        // serialises, and we are the fault.
+        let removed = if chunk.data().users.load(Relaxed) == 0
+            && !self
+                .shared
+                .state
+                .lock()
+                .has_grants(first, first + (CHUNK_SIZE >> PAGE_SHIFT))
+        {
+            chunks.remove(&index)
+        } else {
+            None
+        };
+        drop(chunks);
+        // The notifier goes with the last reference, outside the chunk lock.
+        drop(removed);
+        drop(chunk);
     }
 
     /// Grants one page. `lock` is the mmap read lock if the caller's batch holds it; it is
@@ -462,7 +492,7 @@ impl<T: Driver> SvmContext<T> {
                 state.granting = addr;
             }
             // Allocate before the page-table lock, which reclaim may need.
-            let reservation = RBTreeNodeReservation::new(GFP_KERNEL)?;
+            let reservation = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
             prof.mark(Phase::Prepare);
             let per_fault = match self.config.notifiers {
                 NotifierMode::LongLived => None,
@@ -476,7 +506,7 @@ impl<T: Driver> SvmContext<T> {
                             PAGE_SIZE,
                             Ok::<_, Error>(Chunk::new(shared.clone())),
                         ),
-                        GFP_KERNEL,
+                        GFP_KERNEL_ACCOUNT,
                     )?)
                 }
             };
