@@ -57,12 +57,24 @@ pub trait Driver: Send + Sync + 'static {
     /// its page-table lock.
     type PageTable: Send + Unpin;
 
-    /// Maps page frame `pfn` at user address `addr` with read, write and atomic permission.
+    /// What [`Driver::map_atomic`] needs to map one page (a page-table entry, a tree node),
+    /// allocated before any lock is taken.
+    type PteAlloc: Send;
+
+    /// Allocates what [`Driver::map_atomic`] needs for one page.
     ///
-    /// Called with the page-table lock held and the page's folio locked. Because reclaim may
-    /// need the page-table lock, this must not allocate memory in a way that waits for reclaim
-    /// (use `GFP_NOWAIT` or `GFP_ATOMIC`). An error is returned from the fault as it is.
-    fn map_atomic(pt: &mut Self::PageTable, addr: usize, pfn: usize) -> Result;
+    /// Called with no lock held; may sleep. Allocations a user causes should be charged to
+    /// its memory cgroup (`GFP_KERNEL_ACCOUNT`). An error is returned from the fault as it is.
+    fn alloc_pte() -> Result<Self::PteAlloc>;
+
+    /// Maps page frame `pfn` at user address `addr` with read, write and atomic permission,
+    /// using `mem` from [`Driver::alloc_pte`].
+    ///
+    /// Called with the page-table lock held and the page's folio locked: reclaim may need the
+    /// page-table lock, so this must not allocate. An error is returned from the fault as it
+    /// is.
+    fn map_atomic(pt: &mut Self::PageTable, addr: usize, pfn: usize, mem: Self::PteAlloc)
+        -> Result;
 
     /// Removes any mapping of `[start, end)` from the device page table.
     ///

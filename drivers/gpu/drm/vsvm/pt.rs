@@ -8,7 +8,7 @@ use kernel::{
     prelude::*,
     rbtree::{
         RBTree,
-        RBTreeNode, //
+        RBTreeNodeReservation, //
     },
     uapi,
 };
@@ -53,14 +53,19 @@ pub(crate) struct VsvmSvm;
 impl svm::Driver for VsvmSvm {
     type PageTable = PageTable;
 
-    fn map_atomic(pt: &mut PageTable, addr: usize, pfn: usize) -> Result {
+    type PteAlloc = RBTreeNodeReservation<usize, Pte>;
+
+    fn alloc_pte() -> Result<Self::PteAlloc> {
+        Ok(RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?)
+    }
+
+    fn map_atomic(pt: &mut PageTable, addr: usize, pfn: usize, mem: Self::PteAlloc) -> Result {
         let pte = Pte {
             pfn,
             bits: uapi::DRM_VSVM_PTE_VALID | uapi::DRM_VSVM_PTE_WRITE | uapi::DRM_VSVM_PTE_ATOMIC,
         };
-        // Called under the page-table lock, which reclaim may need: no waiting for memory.
-        let node = RBTreeNode::new(addr >> PAGE_SHIFT, pte, GFP_ATOMIC)?;
-        pt.entries.insert(node);
+        // Under the page-table lock: the node was allocated before it was taken.
+        pt.entries.insert(mem.into_node(addr >> PAGE_SHIFT, pte));
         Ok(())
     }
 

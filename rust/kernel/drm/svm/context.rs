@@ -493,6 +493,7 @@ impl<T: Driver> SvmContext<T> {
             }
             // Allocate before the page-table lock, which reclaim may need.
             let reservation = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
+            let pte = T::alloc_pte()?;
             prof.mark(Phase::Prepare);
             let per_fault = match self.config.notifiers {
                 NotifierMode::LongLived => None,
@@ -557,7 +558,7 @@ impl<T: Driver> SvmContext<T> {
                 backoff(attempt);
                 continue;
             }
-            T::map_atomic(&mut state.pt, addr, grant.pfn())?;
+            T::map_atomic(&mut state.pt, addr, grant.pfn(), pte)?;
             // INVARIANT: `read_retry()` is false under the page-table lock: no invalidation of
             // the page has begun since `read_begin()` that we have not seen (it would have set
             // the sequence: it overlaps `granting` and is not ours), so the page is still
