@@ -23,7 +23,7 @@ TRACE_EVENT(svm_fault_begin,
 		__entry->addr = addr;
 		__entry->npages = npages;
 	),
-	TP_printk("owner=%lx addr=%lx npages=%lu", __entry->owner, __entry->addr,
+	TP_printk("owner=%p addr=%lx npages=%lu", (void *)__entry->owner, __entry->addr,
 		  __entry->npages)
 );
 
@@ -40,7 +40,7 @@ TRACE_EVENT(svm_fault_end,
 		__entry->addr = addr;
 		__entry->ret = ret;
 	),
-	TP_printk("owner=%lx addr=%lx ret=%d", __entry->owner, __entry->addr, __entry->ret)
+	TP_printk("owner=%p addr=%lx ret=%d", (void *)__entry->owner, __entry->addr, __entry->ret)
 );
 
 DECLARE_EVENT_CLASS(svm_page,
@@ -54,7 +54,7 @@ DECLARE_EVENT_CLASS(svm_page,
 		__entry->owner = owner;
 		__entry->addr = addr;
 	),
-	TP_printk("owner=%lx addr=%lx", __entry->owner, __entry->addr)
+	TP_printk("owner=%p addr=%lx", (void *)__entry->owner, __entry->addr)
 );
 
 DEFINE_EVENT(svm_page, svm_grant,
@@ -90,7 +90,7 @@ TRACE_EVENT(svm_revoke,
 		__entry->cause = cause;
 		__entry->pages = pages;
 	),
-	TP_printk("owner=%lx start=%lx end=%lx cause=%s pages=%lu", __entry->owner,
+	TP_printk("owner=%p start=%lx end=%lx cause=%s pages=%lu", (void *)__entry->owner,
 		  __entry->start, __entry->end,
 		  __print_symbolic(__entry->cause, { 0, "cpu" }, { 1, "device" }, { 2, "unmap" },
 				   { 3, "mprotect" }, { 4, "fork" }, { 5, "migration" },

@@ -61,11 +61,13 @@ pub trait Driver: Send + Sync + 'static {
     /// allocated before any lock is taken.
     type PteAlloc: Send;
 
-    /// Allocates what [`Driver::map_atomic`] needs for one page.
+    /// Allocates what [`Driver::map_atomic`] needs to map the page at `addr`.
     ///
-    /// Called with no lock held; may sleep. Allocations a user causes should be charged to
-    /// its memory cgroup (`GFP_KERNEL_ACCOUNT`). An error is returned from the fault as it is.
-    fn alloc_pte() -> Result<Self::PteAlloc>;
+    /// May sleep. Called with the context's fault lock and possibly the mmap read lock held
+    /// (not the page-table lock): it must not take either, nor any lock ordered before them.
+    /// Allocations a user causes should be charged to its memory cgroup
+    /// (`GFP_KERNEL_ACCOUNT`). An error is returned from the fault as it is.
+    fn alloc_pte(addr: usize) -> Result<Self::PteAlloc>;
 
     /// Maps page frame `pfn` at user address `addr` with read, write and atomic permission,
     /// using `mem` from [`Driver::alloc_pte`].

@@ -55,7 +55,7 @@ impl svm::Driver for VsvmSvm {
 
     type PteAlloc = RBTreeNodeReservation<usize, Pte>;
 
-    fn alloc_pte() -> Result<Self::PteAlloc> {
+    fn alloc_pte(_addr: usize) -> Result<Self::PteAlloc> {
         Ok(RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?)
     }
 
@@ -73,7 +73,10 @@ impl svm::Driver for VsvmSvm {
         let (first, last) = (start >> PAGE_SHIFT, end.div_ceil(1 << PAGE_SHIFT));
         let mut cursor = pt.entries.cursor_lower_bound_mut(&first);
         while let Some(c) = cursor {
-            if *c.current().0 >= last {
+            // After removing the last node, `remove_current()` moves to the previous one,
+            // which lies before `first`.
+            let key = *c.current().0;
+            if key < first || key >= last {
                 break;
             }
             cursor = c.remove_current().0;

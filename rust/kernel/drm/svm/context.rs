@@ -121,7 +121,10 @@ impl<T: Driver> State<T> {
         let mut removed = 0;
         let mut cursor = self.grants.cursor_lower_bound_mut(&first);
         while let Some(c) = cursor {
-            if *c.current().0 >= end {
+            // After removing the last node, `remove_current()` moves to the previous one,
+            // which lies before `first`.
+            let key = *c.current().0;
+            if key < first || key >= end {
                 break;
             }
             let (next, node) = c.remove_current();
@@ -412,9 +415,11 @@ impl<T: Driver> SvmContext<T> {
         Ok(chunk)
     }
 
-    /// Ends a fault's use of the chunk `index`, and removes its notifier if it holds no grant
-    /// and no other fault uses it: a fault that fails (at an unmapped address, say) leaves
-    /// nothing behind, so a user cannot make the kernel hold notifiers without holding pages.
+    /// Ends a fault's use of the chunk `index`, and removes its notifier if no grant was ever
+    /// made in it and no other fault uses it: a fault that fails (at an unmapped address, say)
+    /// leaves nothing behind. A chunk whose grants were all revoked stays until [`Self::trim`]
+    /// or the context goes: removing it at once would make contended faults remove and insert
+    /// notifiers, and both wait for every invalidation of the mm in progress.
     ///
     /// May sleep (removing a notifier waits for its callbacks); called without the mmap lock.
     fn release_chunk(&self, index: usize, chunk: Arc<ChunkNotifier<T>>) {
@@ -426,6 +431,7 @@ impl<T: Driver> SvmContext<T> {
         // No grant can appear meanwhile: grants are made by faults, which the fault lock
         // serialises, and we are the fault.
         let removed = if chunk.data().users.load(Relaxed) == 0
+            && !chunk.data().granted.load(Relaxed)
             && !self
                 .shared
                 .state
@@ -493,7 +499,7 @@ impl<T: Driver> SvmContext<T> {
             }
             // Allocate before the page-table lock, which reclaim may need.
             let reservation = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
-            let pte = T::alloc_pte()?;
+            let pte = T::alloc_pte(addr)?;
             prof.mark(Phase::Prepare);
             let per_fault = match self.config.notifiers {
                 NotifierMode::LongLived => None,
@@ -564,6 +570,7 @@ impl<T: Driver> SvmContext<T> {
             // the sequence: it overlaps `granting` and is not ours), so the page is still
             // device-exclusive for us, and the next one will remove the grant.
             let folio = grant.folio_ref();
+            chunk.data().granted.store(true, Relaxed);
             state
                 .grants
                 .insert(reservation.into_node(addr >> PAGE_SHIFT, Grant { folio }));

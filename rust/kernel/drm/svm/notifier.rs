@@ -42,6 +42,8 @@ pub(super) struct Chunk<T: Driver> {
     /// Faults between looking this chunk up and committing their grant; a chunk in use is not
     /// trimmed, or a grant could end up with no notifier watching it.
     pub(super) users: Atomic<usize>,
+    /// Whether a grant was ever made in this chunk.
+    pub(super) granted: Atomic<bool>,
 }
 
 impl<T: Driver> Chunk<T> {
@@ -49,6 +51,7 @@ impl<T: Driver> Chunk<T> {
         Self {
             shared,
             users: Atomic::new(0),
+            granted: Atomic::new(false),
         }
     }
 }

@@ -67,7 +67,7 @@ mod kunit {
         // The entries' capacity is reserved when the page table is made.
         type PteAlloc = ();
 
-        fn alloc_pte() -> Result {
+        fn alloc_pte(_addr: usize) -> Result {
             Ok(())
         }
 
@@ -669,6 +669,7 @@ mod kunit {
         let mm = current_mm().ok_or(EINVAL)?;
         let done = Arc::new(Atomic::new(0usize), GFP_KERNEL)?;
         let failed = Arc::new(Atomic::new(0usize), GFP_KERNEL)?;
+        let failed_errno = Arc::new(Atomic::new(0i32), GFP_KERNEL)?;
         let mut contexts = KVec::new();
         for dev in &DEVS {
             let pt = TestPt {
@@ -684,6 +685,7 @@ mod kunit {
         for ctx in &contexts {
             for w in 0..WORKERS {
                 let (ctx, done, failed) = (ctx.clone(), done.clone(), failed.clone());
+                let failed_errno = failed_errno.clone();
                 // Half the workers hit one u64, the others one on the next page.
                 let addr = if w % 2 == 0 {
                     mem.addr()
@@ -706,7 +708,8 @@ mod kunit {
                                 ok = true;
                                 break;
                             }
-                            if ctx.atomic_fault(addr & !(P - 1), 1).is_err() {
+                            if let Err(e) = ctx.atomic_fault(addr & !(P - 1), 1) {
+                                failed_errno.store(e.to_errno(), Relaxed);
                                 break;
                             }
                         }
@@ -748,8 +751,9 @@ mod kunit {
             granted += s.pages_granted;
         }
         pr_info!(
-            "stress: {cpu_rounds} CPU rounds, {} adds failed\n",
-            failed.load(Relaxed)
+            "stress: {cpu_rounds} CPU rounds, {} adds failed (last errno {})\n",
+            failed.load(Relaxed),
+            failed_errno.load(Relaxed)
         );
         assert_eq!(failed.load(Relaxed), 0);
         let half = (DEVICES * WORKERS / 2 * ADDS) as u64;
