@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Boots the kernel under QEMU with the given initramfs and writes the serial
-# console to LOG.  TCG with one thread per guest CPU: nested KVM is broken on
-# these machines (see DESIGN.md); SVM_KVM=1 opts in to KVM where it works.
+# console to LOG.  TCG with one thread per guest CPU: nested KVM fails on the
+# machines this was developed on (an emulation failure on cmpxchg16b with the
+# default CPU model, an MSR assertion with -cpu host); SVM_KVM=1 opts in to KVM
+# where it works.
 # Usage: boot.sh OUT INITRAMFS LOG [extra kernel args]
 
 . "$(dirname "$0")/lib.sh"

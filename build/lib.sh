@@ -19,8 +19,8 @@ else
 	SRC=$CACHE/linux-source-$KVER
 fi
 
-# The toolchain DESIGN.md verified: Debian's rustc-web (it ships rust-src),
-# bindgen from the cache, libclang 19.
+# The toolchain: Debian's rustc-web (it ships rust-src, which rustup's rustc
+# lacks here), bindgen from the cache, libclang 19 (the kernel needs 17+).
 KMAKE_VARS=(CLIPPY=1 RUSTC=/usr/bin/rustc HOSTRUSTC=/usr/bin/rustc
 	    RUSTDOC=/usr/bin/rustdoc RUSTFMT=/usr/bin/rustfmt
 	    CLIPPY_DRIVER=/usr/bin/clippy-driver BINDGEN="$TOOLS/bin/bindgen")
