@@ -362,15 +362,7 @@ impl<T: Driver> SvmContext<T> {
         let mut cursor = chunks.cursor_front_mut();
         while let Some(c) = cursor {
             let (index, chunk) = c.current();
-            let first = index * (CHUNK_SIZE >> PAGE_SHIFT);
-            let busy = chunk.data().users.load(Relaxed) != 0
-                || self
-                    .shared
-                    .state
-                    .lock()
-                    .grants
-                    .cursor_lower_bound(&first)
-                    .is_some_and(|g| *g.current().0 < first + (CHUNK_SIZE >> PAGE_SHIFT));
+            let busy = chunk.data().users.load(Relaxed) != 0 || self.chunk_has_grants(*index);
             cursor = if busy {
                 c.move_next()
             } else {
@@ -426,17 +418,12 @@ impl<T: Driver> SvmContext<T> {
         if chunk.data().users.fetch_sub(1, Relaxed) != 1 {
             return;
         }
-        let first = index * (CHUNK_SIZE >> PAGE_SHIFT);
         let mut chunks = self.chunks.lock();
         // No grant can appear meanwhile: grants are made by faults, which the fault lock
         // serialises, and we are the fault.
         let removed = if chunk.data().users.load(Relaxed) == 0
             && !chunk.data().granted.load(Relaxed)
-            && !self
-                .shared
-                .state
-                .lock()
-                .has_grants(first, first + (CHUNK_SIZE >> PAGE_SHIFT))
+            && !self.chunk_has_grants(index)
         {
             chunks.remove(&index)
         } else {
@@ -446,6 +433,15 @@ impl<T: Driver> SvmContext<T> {
         // The notifier goes with the last reference, outside the chunk lock.
         drop(removed);
         drop(chunk);
+    }
+
+    /// Whether the device holds any page of chunk `index`. Takes the page-table lock.
+    fn chunk_has_grants(&self, index: usize) -> bool {
+        const PAGES: usize = CHUNK_SIZE >> PAGE_SHIFT;
+        self.shared
+            .state
+            .lock()
+            .has_grants(index * PAGES, (index + 1) * PAGES)
     }
 
     /// Grants one page. `lock` is the mmap read lock if the caller's batch holds it; it is

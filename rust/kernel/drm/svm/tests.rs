@@ -293,6 +293,19 @@ mod kunit {
         Ok(())
     }
 
+    /// Checks `done` every 100 us until it is true (then true) or about `limit` has passed
+    /// (then false).
+    fn poll(limit: Delta, mut done: impl FnMut() -> bool) -> bool {
+        let step = Delta::from_micros(100);
+        for _ in 0..limit.as_micros_ceil() / step.as_micros_ceil() {
+            if done() {
+                return true;
+            }
+            fsleep(step);
+        }
+        done()
+    }
+
     /// A second notifier that holds chosen invalidations open: its callback waits until the
     /// test releases it, when every notifier called before it (those starting at lower
     /// addresses, such as the context's chunk) has run but the page tables have not changed.
@@ -321,29 +334,22 @@ mod kunit {
                 return true;
             }
             let me = g.entered.fetch_add(1, Full) + 1;
-            // Bounded (about 10 s), so that a test that fails while holding the gate closed
-            // cannot hang the whole run.
-            for _ in 0..100_000 {
-                if !g.armed.load(Relaxed) || g.released.load(Relaxed) >= me {
-                    break;
-                }
-                fsleep(Delta::from_micros(100));
-            }
+            // Bounded, so that a test that fails while holding the gate closed cannot hang the
+            // whole run.
+            poll(Delta::from_secs(10), || {
+                !g.armed.load(Relaxed) || g.released.load(Relaxed) >= me
+            });
             true
         }
     }
 
     impl Gate {
         /// Waits until `n` invalidations have entered the gate, or `stop` is set; false after
-        /// about 5 s without either.
+        /// 5 s without either.
         fn wait_entered(&self, n: usize, stop: &Atomic<bool>) -> bool {
-            for _ in 0..50_000 {
-                if self.entered.load(Relaxed) >= n || stop.load(Relaxed) {
-                    return true;
-                }
-                fsleep(Delta::from_micros(100));
-            }
-            false
+            poll(Delta::from_secs(5), || {
+                self.entered.load(Relaxed) >= n || stop.load(Relaxed)
+            })
         }
 
         /// Lets the oldest invalidation waiting in the gate go on.
@@ -419,18 +425,13 @@ mod kunit {
 
         /// Waits up to about 10 s for the worker.
         fn wait(&self) -> Option<Result> {
-            for _ in 0..100_000 {
-                if self.1.load(Relaxed) {
-                    let e = self.0.load(Relaxed);
-                    return Some(if e == 0 {
-                        Ok(())
-                    } else {
-                        Err(Error::from_errno(e))
-                    });
-                }
-                fsleep(Delta::from_micros(100));
+            if !poll(Delta::from_secs(10), || self.1.load(Relaxed)) {
+                return None;
             }
-            None
+            Some(match self.0.load(Relaxed) {
+                0 => Ok(()),
+                e => Err(Error::from_errno(e)),
+            })
         }
     }
 
@@ -471,21 +472,8 @@ mod kunit {
         // under the device with no further callback.
         gate0.data().release();
         // Page 0's grant is committed, then the same batch goes on to page 1 at once.
-        for _ in 0..5000 {
-            if ctx.is_granted(a0) {
-                break;
-            }
-            fsleep(Delta::from_millis(1));
-        }
-        assert!(ctx.is_granted(a0));
-        let mut slipped = false;
-        for _ in 0..200 {
-            if ctx.is_granted(a1) {
-                slipped = true;
-                break;
-            }
-            fsleep(Delta::from_millis(1));
-        }
+        assert!(poll(Delta::from_secs(5), || ctx.is_granted(a0)));
+        let slipped = poll(Delta::from_millis(200), || ctx.is_granted(a1));
         gate1.data().release();
         gate0.data().open();
         gate1.data().open();
