@@ -25,6 +25,7 @@ use crate::{
             MmuIntervalNotifier,
             Owner, //
         },
+        virt::flags as vm_flags,
         Mm,
         MmWithUser,
         MmapReadGuard, //
@@ -74,6 +75,10 @@ fn lock_classes() -> [(&'static CStr, Pin<&'static LockClassKey>); 3] {
         (c"svm_fault", static_lock_class!()),
     ]
 }
+
+/// Chunks that may lose their last grant before a fault trims the context's chunks: what
+/// a context keeps beyond the chunks that hold grants.
+pub const EMPTIED_MAX: usize = 32;
 
 /// No page is being granted.
 pub(super) const NO_PAGE: usize = usize::MAX;
@@ -147,6 +152,9 @@ pub(super) struct Shared<T: Driver> {
     /// causes itself (faulting the page back from another device, splitting a PMD) are part
     /// of the grant being made, not a collision with it.
     pub(super) granting_task: Atomic<usize>,
+    /// Chunks whose last grant an invalidation removed since the last trim (an estimate: a
+    /// chunk may be counted again after a new grant). See [`SvmContext::trim_emptied`].
+    pub(super) emptied: Atomic<usize>,
     #[pin]
     pub(super) state: Mutex<State<T>>,
     pub(super) stats: Stats,
@@ -200,6 +208,7 @@ impl<T: Driver> SvmContext<T> {
                 mm_key: mm.as_raw() as usize,
                 residency,
                 granting_task: Atomic::new(0),
+                emptied: Atomic::new(0),
                 state <- Mutex::new(
                     State {
                         pt,
@@ -211,7 +220,7 @@ impl<T: Driver> SvmContext<T> {
                 ),
                 stats: Stats::new(device_stats),
             }),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         );
         let mm: ARef<Mm> = ARef::from(&**mm);
         try_pin_init!(Self {
@@ -254,10 +263,12 @@ impl<T: Driver> SvmContext<T> {
     ///
     /// May sleep.
     pub fn atomic_fault(&self, addr: usize, npages: usize) -> Result {
-        let len = npages.checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
-        if addr % PAGE_SIZE != 0 || npages == 0 || addr.checked_add(len).is_none() {
+        if addr % PAGE_SIZE != 0 || npages == 0 {
             return Err(EINVAL);
         }
+        // The last page may be the last of the address space (an error later, not here).
+        let len = npages.checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
+        addr.checked_add(len - 1).ok_or(EINVAL)?;
         let stats = &self.shared.stats;
         stats.fault();
         let start = Instant::<Monotonic>::now();
@@ -298,6 +309,7 @@ impl<T: Driver> SvmContext<T> {
         if let Some((index, c)) = chunk {
             self.release_chunk(index, c);
         }
+        self.trim_emptied();
         if ret.is_err() {
             stats.error();
         }
@@ -351,13 +363,20 @@ impl<T: Driver> SvmContext<T> {
             // The device stops using the pages before the grants drop their references.
             T::unmap(&mut state.pt, 0, usize::MAX);
             state.remove_grants(0, usize::MAX, |i| shared.forget(i));
+            // Every chunk is empty now: the next fault trims them.
+            shared.emptied.store(EMPTIED_MAX, Relaxed);
         }
     }
 
     /// Removes the notifiers of chunks that hold no grants.
     ///
-    /// May sleep: removing a notifier waits for its callbacks.
+    /// Faults call this themselves once [`EMPTIED_MAX`] chunks have lost their last grant, so
+    /// a driver need not; it may, after revoking many grants, to give the memory back at once.
+    ///
+    /// May sleep: removing a notifier waits for its callbacks and for any invalidation of the
+    /// mm in progress.
     pub fn trim(&self) {
+        self.shared.emptied.store(0, Relaxed);
         let mut chunks = self.chunks.lock();
         let mut cursor = chunks.cursor_front_mut();
         while let Some(c) = cursor {
@@ -368,6 +387,17 @@ impl<T: Driver> SvmContext<T> {
             } else {
                 c.remove_current().0
             };
+        }
+    }
+
+    /// Trims the chunks once [`EMPTIED_MAX`] of them have lost their last grant, so that a
+    /// process cannot make the context keep a notifier (and make every invalidation of the mm
+    /// visit it) for each 2 MiB it ever had granted. Not on every revocation: a contended page
+    /// would have its notifier removed and inserted again each time, and removal waits for
+    /// the mm's invalidations in progress.
+    fn trim_emptied(&self) {
+        if self.shared.emptied.load(Relaxed) >= EMPTIED_MAX {
+            self.trim();
         }
     }
 
@@ -392,6 +422,13 @@ impl<T: Driver> SvmContext<T> {
             chunk.data().users.fetch_add(1, Relaxed);
             return Ok(chunk.clone());
         }
+        // Nothing for an address no grant can be made at: a notifier costs memory and every
+        // invalidation of the mm visits it. `make_device_exclusive()` fails with `EFAULT`
+        // there too (it needs a writable VMA); other refusals (shared memory, say) leave the
+        // chunk to `release_chunk()`.
+        if !Self::may_grant(mm, addr) {
+            return Err(EFAULT);
+        }
         let reservation = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
         let chunk = Arc::pin_init(
             MmuIntervalNotifier::new(
@@ -407,11 +444,17 @@ impl<T: Driver> SvmContext<T> {
         Ok(chunk)
     }
 
+    /// Whether a writable VMA maps `addr` (a user address: the kernel half has no VMA).
+    fn may_grant(mm: &MmWithUser, addr: usize) -> bool {
+        mm.mmap_read_lock()
+            .vma_lookup(addr)
+            .is_some_and(|vma| vma.flags() & vm_flags::WRITE != 0)
+    }
+
     /// Ends a fault's use of the chunk `index`, and removes its notifier if no grant was ever
-    /// made in it and no other fault uses it: a fault that fails (at an unmapped address, say)
-    /// leaves nothing behind. A chunk whose grants were all revoked stays until [`Self::trim`]
-    /// or the context goes: removing it at once would make contended faults remove and insert
-    /// notifiers, and both wait for every invalidation of the mm in progress.
+    /// made in it and no other fault uses it: a fault that fails (on shared memory, say)
+    /// leaves nothing behind. A chunk whose grants were all revoked stays until a later fault
+    /// trims it ([`Self::trim_emptied`]).
     ///
     /// May sleep (removing a notifier waits for its callbacks); called without the mmap lock.
     fn release_chunk(&self, index: usize, chunk: Arc<ChunkNotifier<T>>) {

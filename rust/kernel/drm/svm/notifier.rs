@@ -119,6 +119,11 @@ impl<T: Driver> MmuIntervalNotifierOps for Chunk<T> {
             let cause = RevokeCause::of_invalidation(event, range.owner(), own_task);
             shared.stats.revoked(cause, removed);
             trace::revoke(shared.owner, start, end, cause, removed);
+            let chunk_end = notifier.last().saturating_add(1).div_ceil(1 << PAGE_SHIFT);
+            if !state.has_grants(notifier.start() >> PAGE_SHIFT, chunk_end) {
+                // Its notifier is now useless; a later fault removes it (this may not sleep).
+                shared.emptied.fetch_add(1, Relaxed);
+            }
         }
         let granting = state.granting;
         let covers_grant = granting != NO_PAGE

@@ -192,6 +192,9 @@ mod kunit {
         assert_eq!(ctx.atomic_fault(mem.addr(), 0), Err(EINVAL));
         assert_eq!(ctx.atomic_fault(mem.addr(), usize::MAX / P), Err(EINVAL));
         assert_eq!(ctx.atomic_fault(usize::MAX - P + 1, 2), Err(EINVAL));
+        // The last page of the address space is a valid range, at which no VMA can be.
+        assert_eq!(ctx.atomic_fault(usize::MAX - P + 1, 1), Err(EFAULT));
+        assert_eq!(ctx.chunk_count(), 0);
         Ok(())
     }
 
