@@ -85,10 +85,12 @@ mv "$STATE/overlay.new" "$STATE/overlay.list"
 # 4. Configuration: allnoconfig plus the project's fragments.  The build
 # directory is keyed by kernel version and the fragments' contents.
 # SVM_PROFILE=bench leaves out the debugging options (lockdep, kmemleak, ...),
-# which would dominate any timing.
+# which would dominate any timing, and adds the benchmark-only options.
 FRAGMENTS=()
 for f in "$TOP"/configs/*.config; do
-	[ "${SVM_PROFILE:-test}" = bench ] && [ "$(basename "$f")" = debug.config ] && continue
+	case "${SVM_PROFILE:-test}:$(basename "$f")" in
+	bench:debug.config | test:bench.config) continue ;;
+	esac
 	FRAGMENTS+=("$f")
 done
 sum=$( (echo "$KVER $SRC"; cat "${FRAGMENTS[@]}") | sha256sum | cut -c1-12)

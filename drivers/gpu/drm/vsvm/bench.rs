@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `vsvm/bench_floor` in debugfs: the per-page cost of granting measured in the kernel, for
-//! `make bench`, on the writer's own memory.
+//! `vsvm/bench_floor` in debugfs (`CONFIG_DRM_VSVM_BENCH`, off by default): the per-page cost
+//! of granting measured in the kernel, for `make bench`, on the writer's own memory.
 //!
 //! Writing `floor ADDR NPAGES` times a bare loop of `make_device_exclusive()` and release over
 //! the pages (one mmap lock for the loop); `backend ADDR NPAGES` times single-page
@@ -76,6 +76,11 @@ impl Bench {
         if npages == 0 || npages > 4096 || addr % PAGE_SIZE != 0 {
             return Err(EINVAL);
         }
+        // The loops below add up to `npages` pages to `addr`.
+        npages
+            .checked_mul(PAGE_SIZE)
+            .and_then(|len| addr.checked_add(len))
+            .ok_or(EINVAL)?;
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
         let owner = Owner::from_ptr(self);

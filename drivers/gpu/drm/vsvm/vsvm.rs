@@ -8,6 +8,7 @@
 //! `kernel::drm::svm` resolves by making the page exclusive to the device. Several instances
 //! contending for the same pages are a multi-GPU system. See `Documentation/gpu/vsvm.rst`.
 
+#[cfg(CONFIG_DRM_VSVM_BENCH)]
 mod bench;
 mod driver;
 mod file;
@@ -67,6 +68,7 @@ pub(crate) fn rmw_window() -> Delta {
 
 struct VsvmModule {
     _instances: KVec<Instance>,
+    #[cfg(CONFIG_DRM_VSVM_BENCH)]
     _bench: Pin<KBox<debugfs::File<bench::Bench>>>,
     _debugfs: debugfs::Dir,
 }
@@ -100,6 +102,7 @@ impl kernel::Module for VsvmModule {
         );
         Ok(Self {
             _instances: instances,
+            #[cfg(CONFIG_DRM_VSVM_BENCH)]
             _bench: KBox::pin_init(
                 dir.read_write_callback_file(
                     c"bench_floor",
