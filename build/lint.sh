@@ -3,7 +3,7 @@
 #
 # Style checks for the project's own files: rustfmt (with the kernel's
 # .rustfmt.toml), checkpatch --strict on our C files and on the patches to
-# upstream files.  Clippy runs as part of every build (CLIPPY=1), and the
+# upstream files, kernel-doc on the UAPI headers.  Clippy runs as part of every build (CLIPPY=1), and the
 # build fails on warnings in our files.  Needs a prepared tree.
 
 . "$(dirname "$0")/lib.sh"
@@ -37,5 +37,10 @@ for p in patches/*.patch; do
 	"$SRC/scripts/checkpatch.pl" --strict --no-tree --quiet --color=never - < "$p" ||
 		{ echo "in $p" >&2; fail=1; }
 done
+# The UAPI headers' documentation is built into Documentation/gpu/vsvm.rst.
+for h in $(git ls-files -co --exclude-standard 'include/uapi/*.h'); do
+	out=$("$SRC/scripts/kernel-doc" -none -Wall "$h" 2>&1)
+	[ -z "$out" ] || { echo "$out" >&2; fail=1; }
+done
 [ "$fail" -eq 0 ] || die "style checks failed"
-log "style checks passed (rustfmt, checkpatch --strict)"
+log "style checks passed (rustfmt, checkpatch --strict, kernel-doc)"

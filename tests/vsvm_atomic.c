@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Selftests of the vsvm virtual SVM GPU: device atomics on process memory,
- * revocation by the CPU, mprotect, fork and munmap, THP-backed memory, and
- * errors for bad input.
+ * revocation by the CPU, mprotect, fork and munmap, THP-backed memory, files
+ * used from other processes, tracepoints and debugfs.  Bad input: vsvm_uapi.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -333,85 +333,6 @@ TEST_F(vsvm, fd_after_exec_is_refused)
 	ASSERT_EQ(waitpid(pid, &status, 0), pid);
 	ASSERT_EQ(WEXITSTATUS(status), 0);
 	close(fd);
-}
-
-TEST_F(vsvm, bad_inputs)
-{
-	char *p = map_anon(4 * PAGE_SZ);
-	char *ro = mmap(NULL, PAGE_SZ, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	char *none = mmap(NULL, PAGE_SZ, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	char *shm = mmap(NULL, PAGE_SZ, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	char path[] = "/tmp/vsvm-XXXXXX";
-	int tfd = mkstemp(path);
-	char *file;
-	struct drm_vsvm_atomic a = { .addr = (uintptr_t)p, .op = DRM_VSVM_OP_ADD, .width = 64 };
-	struct drm_vsvm_prefetch pf = { .addr = (uintptr_t)p, .npages = 1 };
-	struct drm_vsvm_query q = { .addr = (uintptr_t)p };
-
-	ASSERT_NE(p, NULL);
-	ASSERT_NE(ro, MAP_FAILED);
-	ASSERT_NE(none, MAP_FAILED);
-	ASSERT_NE(shm, MAP_FAILED);
-	ASSERT_GE(tfd, 0);
-	ASSERT_EQ(ftruncate(tfd, PAGE_SZ), 0);
-	file = mmap(NULL, PAGE_SZ, PROT_READ | PROT_WRITE, MAP_SHARED, tfd, 0);
-	ASSERT_NE(file, MAP_FAILED);
-	memset(p, 0, 4 * PAGE_SZ);
-
-	/* Addresses. */
-	ASSERT_EQ(vsvm_add64(self->fd, p + 4, 1), -EINVAL);		/* unaligned */
-	ASSERT_EQ(vsvm_atomic(self->fd, p + 2, DRM_VSVM_OP_ADD, 32, 1, 0, NULL), -EINVAL);
-	ASSERT_EQ(vsvm_add64(self->fd, ro, 1), -EFAULT);		/* read-only */
-	ASSERT_EQ(vsvm_add64(self->fd, none, 1), -EFAULT);		/* PROT_NONE */
-	ASSERT_EQ(vsvm_add64(self->fd, shm, 1), -EOPNOTSUPP);		/* shmem */
-	ASSERT_EQ(vsvm_add64(self->fd, file, 1), -EOPNOTSUPP);		/* shared file */
-	ASSERT_EQ(vsvm_add64(self->fd, (void *)8, 1), -EFAULT);	/* unmapped */
-	ASSERT_EQ(vsvm_add64(self->fd, (void *)0xffff888000000000UL, 1), -EFAULT); /* kernel */
-
-	/* Operations, widths, flags. */
-	ASSERT_EQ(vsvm_atomic(self->fd, p, 6, 64, 1, 0, NULL), -EINVAL);
-	ASSERT_EQ(vsvm_atomic(self->fd, p, DRM_VSVM_OP_ADD, 16, 1, 0, NULL), -EINVAL);
-	a.flags = 1;
-	ASSERT_EQ(ioctl(self->fd, DRM_IOCTL_VSVM_ATOMIC, &a), -1);
-	ASSERT_EQ(errno, EINVAL);
-
-	/* Ranges. */
-	ASSERT_EQ(vsvm_range(self->fd, p, 8, 0, DRM_VSVM_OP_ADD, 64, 1, NULL), -EINVAL);
-	ASSERT_EQ(vsvm_range(self->fd, p, 8, DRM_VSVM_RANGE_MAX + 1, DRM_VSVM_OP_ADD, 64, 1, NULL),
-		  -EINVAL);
-	ASSERT_EQ(vsvm_range(self->fd, p, 1UL << 62, 8, DRM_VSVM_OP_ADD, 64, 1, NULL), -EINVAL);
-	ASSERT_EQ(vsvm_range(self->fd, p, 4, 2, DRM_VSVM_OP_ADD, 64, 1, NULL), -EINVAL);
-	ASSERT_EQ(vsvm_range(self->fd, p, 8, 2, DRM_VSVM_OP_CMPXCHG, 64, 1, NULL), -EINVAL);
-	ASSERT_EQ(vsvm_prefetch(self->fd, p + 8, 1), -EINVAL);		/* unaligned */
-	ASSERT_EQ(vsvm_prefetch(self->fd, p, 0), -EINVAL);
-	ASSERT_EQ(vsvm_prefetch(self->fd, (void *)(-PAGE_SZ), 2), -EINVAL); /* overflow */
-	ASSERT_EQ(vsvm_prefetch(self->fd, p, 1ULL << 40), -EINVAL);
-	pf.flags = 1;
-	ASSERT_EQ(ioctl(self->fd, DRM_IOCTL_VSVM_PREFETCH, &pf), -1);
-	ASSERT_EQ(errno, EINVAL);
-	q.flags = 2;
-	ASSERT_EQ(ioctl(self->fd, DRM_IOCTL_VSVM_QUERY, &q), -1);
-	ASSERT_EQ(errno, EINVAL);
-
-	/* Nothing above changed memory or left a grant behind. */
-	for (int i = 0; i < 4 * (int)PAGE_SZ; i++)
-		ASSERT_EQ(p[i], 0);
-	ASSERT_EQ(vsvm_query(self->fd, p), 0);
-	munmap(file, PAGE_SZ);
-	close(tfd);
-	unlink(path);
-}
-
-static int write_file(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY | O_TRUNC);
-	int ok;
-
-	if (fd < 0)
-		return -errno;
-	ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
-	close(fd);
-	return ok ? 0 : -EIO;
 }
 
 /* A fault, a grant and a CPU revocation show up as drm_svm tracepoints. */

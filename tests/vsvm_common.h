@@ -29,6 +29,19 @@ static inline void *map_anon(unsigned long size)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+/* Writes @text to the file @path (sysfs, debugfs, cgroupfs); 0 or -errno. */
+static inline int write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_TRUNC);
+	int ret;
+
+	if (fd < 0)
+		return -errno;
+	ret = write(fd, text, strlen(text)) == (ssize_t)strlen(text) ? 0 : -EIO;
+	close(fd);
+	return ret;
+}
+
 /* Opens the @index-th vsvm render node, or returns -errno. */
 static inline int vsvm_open(int index)
 {

@@ -39,15 +39,28 @@ enum drm_vsvm_op {
 };
 
 /**
+ * DOC: vsvm uAPI extensibility
+ *
+ * Every structure ends with reserved fields. Input fields the kernel does not
+ * know (reserved, padding, flags bits) must be 0, or the ioctl fails with
+ * %EINVAL, so that they can be given a meaning later. Output structures are
+ * extended by appending fields: the DRM core copies the smaller of the two
+ * sizes, so an older program sees the fields it knows and a newer program on
+ * an older kernel reads zeros beyond them.
+ */
+
+/**
  * struct drm_vsvm_atomic - one device atomic on process memory
  * @addr: user address, naturally aligned for @width
- * @operand: the operand (the low 32 bits for 32-bit operations)
- * @compare: the expected value for %DRM_VSVM_OP_CMPXCHG, else 0
+ * @operand: the operand; for 32-bit operations its upper 32 bits must be 0
+ * @compare: the expected value for %DRM_VSVM_OP_CMPXCHG (upper 32 bits 0 for
+ *	32-bit operations); must be 0 for every other operation
  * @result: (out) the old value
  * @op: an &enum drm_vsvm_op
  * @width: 32 or 64
  * @flags: must be 0
  * @faults: (out) device faults this operation took
+ * @reserved: must be 0
  */
 struct drm_vsvm_atomic {
 	__u64 addr;
@@ -58,20 +71,23 @@ struct drm_vsvm_atomic {
 	__u32 width;
 	__u32 flags;
 	__u32 faults;
+	__u64 reserved;
 };
 
 /**
  * struct drm_vsvm_atomic_range - one device atomic repeated over addresses
  * @addr: first user address
  * @stride: bytes between addresses (may be 0: the same address @count times)
- * @count: number of operations, at most %DRM_VSVM_RANGE_MAX
- * @operand: the operand of every operation
+ * @count: number of operations, 1 to %DRM_VSVM_RANGE_MAX
+ * @operand: the operand of every operation; for 32-bit operations its upper
+ *	32 bits must be 0
  * @op: an &enum drm_vsvm_op other than %DRM_VSVM_OP_CMPXCHG
  * @width: 32 or 64
  * @flags: must be 0
  * @pad: must be 0
  * @faults: (out) device faults taken
  * @sum: (out) the sum of the old values, modulo 2^64
+ * @reserved: must be 0
  */
 struct drm_vsvm_atomic_range {
 	__u64 addr;
@@ -84,23 +100,32 @@ struct drm_vsvm_atomic_range {
 	__u32 pad;
 	__u64 faults;
 	__u64 sum;
+	__u64 reserved;
 };
 
+/* Most operations one &struct drm_vsvm_atomic_range may ask for. */
 #define DRM_VSVM_RANGE_MAX	(1 << 20)
 
 /**
  * struct drm_vsvm_prefetch - grant the device atomic access to pages ahead
  * @addr: page-aligned user address
- * @npages: number of pages, at least 1
+ * @npages: number of pages, 1 to %DRM_VSVM_PREFETCH_MAX
  * @flags: must be 0
  * @pad: must be 0
+ * @reserved: must be 0
+ *
+ * Pages granted before an error stay granted.
  */
 struct drm_vsvm_prefetch {
 	__u64 addr;
 	__u64 npages;
 	__u32 flags;
 	__u32 pad;
+	__u64 reserved;
 };
+
+/* Most pages one &struct drm_vsvm_prefetch may ask for (1 GiB of 4 KiB pages). */
+#define DRM_VSVM_PREFETCH_MAX	(1 << 18)
 
 #define DRM_VSVM_PTE_VALID	(1 << 0)
 #define DRM_VSVM_PTE_WRITE	(1 << 1)
@@ -111,14 +136,19 @@ struct drm_vsvm_prefetch {
  * @addr: user address
  * @state: (out) %DRM_VSVM_PTE_* bits, 0 if the device has no mapping
  * @flags: must be 0
+ * @reserved: must be 0
  */
 struct drm_vsvm_query {
 	__u64 addr;
 	__u32 state;
 	__u32 flags;
+	__u64 reserved;
 };
 
-/* Revocation causes, indices into &drm_vsvm_stats.revocations. */
+/*
+ * Revocation causes, indices into &drm_vsvm_stats.revocations. New causes take
+ * the next free index, below %DRM_VSVM_REVOKE_SLOTS.
+ */
 #define DRM_VSVM_REVOKE_CPU		0
 #define DRM_VSVM_REVOKE_DEVICE		1
 #define DRM_VSVM_REVOKE_UNMAP		2
@@ -127,7 +157,16 @@ struct drm_vsvm_query {
 #define DRM_VSVM_REVOKE_MIGRATION	5
 #define DRM_VSVM_REVOKE_EXIT		6
 #define DRM_VSVM_REVOKE_OTHER		7
+/* Number of causes this header defines. */
 #define DRM_VSVM_REVOKE_COUNT		8
+/* Room for causes in &drm_vsvm_stats.revocations. */
+#define DRM_VSVM_REVOKE_SLOTS		16
+
+/*
+ * Chunks whose grants were all revoked that a context may keep watching before
+ * a fault removes their notifiers.
+ */
+#define DRM_VSVM_EMPTIED_MAX		32
 
 /**
  * struct drm_vsvm_stats - counters of this file's context
@@ -136,10 +175,16 @@ struct drm_vsvm_query {
  * @pages_granted: pages made exclusive and mapped
  * @retries: grants thrown away because an invalidation collided
  * @timeouts: faults that gave up (EBUSY)
- * @revocations: invalidations that removed mappings, by DRM_VSVM_REVOKE_*
  * @residency_waits: faults that waited for another device's residency
- * @device: (out) the index of the device
- * @pad: must be 0
+ * @notifiers: mmu interval notifiers the context holds now (one per 2 MiB
+ *	chunk with grants, and at most %DRM_VSVM_EMPTIED_MAX more)
+ * @device: the index of the device
+ * @causes: number of revocation causes the kernel counts (entries of
+ *	@revocations it fills); the others are 0
+ * @revocations: invalidations that removed mappings, by DRM_VSVM_REVOKE_*
+ * @reserved: 0; new counters are appended after it
+ *
+ * Every field is output.
  */
 struct drm_vsvm_stats {
 	__u64 ops;
@@ -147,10 +192,12 @@ struct drm_vsvm_stats {
 	__u64 pages_granted;
 	__u64 retries;
 	__u64 timeouts;
-	__u64 revocations[DRM_VSVM_REVOKE_COUNT];
 	__u64 residency_waits;
+	__u64 notifiers;
 	__u32 device;
-	__u32 pad;
+	__u32 causes;
+	__u64 revocations[DRM_VSVM_REVOKE_SLOTS];
+	__u64 reserved[2];
 };
 
 /* Note: this is an enum so that it can be resolved by Rust bindgen. */

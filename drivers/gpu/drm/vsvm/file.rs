@@ -46,8 +46,25 @@ use crate::{
 
 /// How long one operation keeps faulting before it gives up with `EBUSY`.
 const OP_DEADLINE: Delta = Delta::from_millis(2000);
-/// Most pages one prefetch may grant.
-const PREFETCH_MAX: u64 = 1 << 18;
+/// The UAPI index of each revocation cause.
+fn uapi_cause(cause: RevokeCause) -> usize {
+    (match cause {
+        RevokeCause::CpuFault => uapi::DRM_VSVM_REVOKE_CPU,
+        RevokeCause::OtherDevice => uapi::DRM_VSVM_REVOKE_DEVICE,
+        RevokeCause::Unmap => uapi::DRM_VSVM_REVOKE_UNMAP,
+        RevokeCause::Mprotect => uapi::DRM_VSVM_REVOKE_MPROTECT,
+        RevokeCause::Fork => uapi::DRM_VSVM_REVOKE_FORK,
+        RevokeCause::Migration => uapi::DRM_VSVM_REVOKE_MIGRATION,
+        RevokeCause::Exit => uapi::DRM_VSVM_REVOKE_EXIT,
+        RevokeCause::Other => uapi::DRM_VSVM_REVOKE_OTHER,
+    }) as usize
+}
+
+// Every cause the backend counts has a UAPI index, within the room the structure has.
+const _: () = assert!(RevokeCause::COUNT == uapi::DRM_VSVM_REVOKE_COUNT as usize);
+const _: () = assert!(RevokeCause::COUNT <= uapi::DRM_VSVM_REVOKE_SLOTS as usize);
+// The bound the UAPI documents is the backend's.
+const _: () = assert!(kernel::drm::svm::EMPTIED_MAX == uapi::DRM_VSVM_EMPTIED_MAX as usize);
 
 /// The per-open state: the context binds the device to the opener's address space.
 #[pin_data]
@@ -78,7 +95,7 @@ impl drm::file::DriverFile for File {
                 device: data.index,
                 ops: Atomic::new(0),
             }? Error),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )
     }
 }
@@ -125,6 +142,14 @@ impl File {
         }
     }
 
+    /// Checks that a 32-bit operation's 64-bit operand fields have their upper half clear.
+    fn check_operand(width: Width, value: u64) -> Result {
+        if width == Width::W32 && value >> 32 != 0 {
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+
     fn check_addr(addr: u64, width: Width) -> Result<usize> {
         let addr = usize::try_from(addr).map_err(|_| EFAULT)?;
         if addr % width.bytes() != 0 {
@@ -140,11 +165,16 @@ impl File {
         req: &mut uapi::drm_vsvm_atomic,
         file: &drm::File<File>,
     ) -> Result<u32> {
-        if req.flags != 0 {
+        if req.flags != 0 || req.reserved != 0 {
             return Err(EINVAL);
         }
         let op = Op::from_uapi(req.op)?;
         let width = Width::from_uapi(req.width)?;
+        if op != Op::Cmpxchg && req.compare != 0 {
+            return Err(EINVAL);
+        }
+        Self::check_operand(width, req.operand)?;
+        Self::check_operand(width, req.compare)?;
         let addr = Self::check_addr(req.addr, width)?;
         let ctx = Self::ctx(file)?;
         let window = crate::rmw_window();
@@ -166,7 +196,7 @@ impl File {
         req: &mut uapi::drm_vsvm_atomic_range,
         file: &drm::File<File>,
     ) -> Result<u32> {
-        if req.flags != 0 || req.pad != 0 {
+        if req.flags != 0 || req.pad != 0 || req.reserved != 0 {
             return Err(EINVAL);
         }
         let op = Op::from_uapi(req.op)?;
@@ -174,6 +204,7 @@ impl File {
             return Err(EINVAL);
         }
         let width = Width::from_uapi(req.width)?;
+        Self::check_operand(width, req.operand)?;
         if req.count == 0 || req.count > u64::from(uapi::DRM_VSVM_RANGE_MAX) {
             return Err(EINVAL);
         }
@@ -230,10 +261,10 @@ impl File {
         req: &mut uapi::drm_vsvm_prefetch,
         file: &drm::File<File>,
     ) -> Result<u32> {
-        if req.flags != 0 || req.pad != 0 {
+        if req.flags != 0 || req.pad != 0 || req.reserved != 0 {
             return Err(EINVAL);
         }
-        if req.npages == 0 || req.npages > PREFETCH_MAX {
+        if req.npages == 0 || req.npages > u64::from(uapi::DRM_VSVM_PREFETCH_MAX) {
             return Err(EINVAL);
         }
         let addr = usize::try_from(req.addr).map_err(|_| EFAULT)?;
@@ -249,7 +280,7 @@ impl File {
         req: &mut uapi::drm_vsvm_query,
         file: &drm::File<File>,
     ) -> Result<u32> {
-        if req.flags != 0 {
+        if req.flags != 0 || req.reserved != 0 {
             return Err(EINVAL);
         }
         let addr = usize::try_from(req.addr).map_err(|_| EFAULT)?;
@@ -271,17 +302,20 @@ impl File {
     ) -> Result<u32> {
         let ctx = Self::ctx(file)?;
         let s = ctx.stats().snapshot();
+        // Output only: every field, reserved ones included, is written.
+        *req = uapi::drm_vsvm_stats::default();
         req.ops = file.inner().ops.load(Relaxed);
         req.faults = s.faults;
         req.pages_granted = s.pages_granted;
         req.retries = s.retries;
         req.timeouts = s.timeouts;
-        for (i, cause) in RevokeCause::ALL.iter().enumerate() {
-            req.revocations[i] = s.revoked_by(*cause);
-        }
         req.residency_waits = s.residency_waits;
+        req.notifiers = ctx.chunk_count() as u64;
         req.device = file.inner().device;
-        req.pad = 0;
+        req.causes = uapi::DRM_VSVM_REVOKE_COUNT;
+        for cause in RevokeCause::ALL {
+            req.revocations[uapi_cause(cause)] = s.revoked_by(cause);
+        }
         Ok(0)
     }
 }
