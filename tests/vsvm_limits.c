@@ -1,16 +1,31 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Kernel memory a user can make vsvm hold: failed device faults must leave
- * nothing behind.
+ * Kernel memory a user can make vsvm hold.  A process that can open a render
+ * node must not be able to make the kernel allocate without bound: failed
+ * device faults leave nothing behind, notifiers of chunks whose grants are
+ * gone are removed by later faults, files cost a bounded, accounted amount,
+ * and the pages the device holds are charged to the user's memory cgroup.
  */
+#define _GNU_SOURCE
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
 
 #include "kselftest_harness.h"
 #include "vsvm_common.h"
+#include "thp.h"
+#include "cgroup.h"
 
 #define CHUNK_SZ	(2UL << 20)
-#define FAULTS		20000UL
+#define CG		"vsvm_limits"
+/* Distinct unmapped addresses faulted at, half by ATOMIC and half by PREFETCH. */
+#define FAULTS		1000000UL
+/* Mappings faulted at that can never be granted (read-only, shared). */
+#define REFUSED		2000UL
+#define FILES		1000
 
 /* Slab: from /proc/meminfo, in kB; -1 on error. */
 static long slab_kb(void)
@@ -28,35 +43,267 @@ static long slab_kb(void)
 	return kb;
 }
 
-/*
- * Prefetches of one page at 2 MiB strides over unmapped addresses each fail
- * with EFAULT, and the kernel keeps nothing for them: before the backend
- * removed the notifier of a chunk that holds no grant, each left one behind
- * (about 660 bytes), until the file was closed.
- */
-TEST(failed_faults_leave_no_kernel_memory)
+/* The notifiers the context of @fd holds now, or -1. */
+static long notifiers(int fd)
 {
-	unsigned long len = FAULTS * CHUNK_SZ;
-	char *hole = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-			  -1, 0);
-	long before, after;
+	struct drm_vsvm_stats s;
+
+	return vsvm_stats(fd, &s) ? -1 : (long)s.notifiers;
+}
+
+/* @len bytes of address space no VMA maps (until something else is mapped there). */
+static char *hole(unsigned long len)
+{
+	char *p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	munmap(p, len);
+	return p;
+}
+
+/*
+ * A million faults at distinct addresses no grant can be made at, and a few
+ * thousand at mappings that refuse one (read-only, shared): each fails with
+ * the errno of make_device_exclusive(), the context keeps no notifier, and
+ * the kernel memory charged to the cgroup does not grow.  Before the backend
+ * checked for a VMA first and removed the notifier of a chunk that never held
+ * a grant, each such fault left one behind (about 660 bytes) until close.
+ */
+FIXTURE(limits) {};
+FIXTURE_SETUP(limits) {}
+FIXTURE_TEARDOWN(limits) {}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A million ioctls take a while under TCG. */
+TEST_F_TIMEOUT(limits, failed_faults_leave_nothing, 300)
+{
+	unsigned long half = FAULTS / 2;
+	char *ro = mmap(NULL, REFUSED * CHUNK_SZ, PROT_READ,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	char *shared = mmap(NULL, REFUSED * CHUNK_SZ, PROT_NONE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	int page = memfd_create("vsvm_limits", 0);
+	char *unmapped;
+	long long kernel0, kernel1;
+	long slab0, slab1;
+	double start;
+	int fd;
+
+	ASSERT_EQ(join_cgroup(CG, "64M"), 0);
+	fd = vsvm_open(0);
+	ASSERT_GE(fd, 0);
+	ASSERT_NE(ro, MAP_FAILED);
+	ASSERT_NE(shared, MAP_FAILED);
+	ASSERT_GE(page, 0);
+	ASSERT_EQ(ftruncate(page, PAGE_SZ), 0);
+	/* One shared page mapped once per chunk: EOPNOTSUPP after a notifier was made. */
+	for (unsigned long i = 0; i < REFUSED; i++)
+		ASSERT_NE(mmap(shared + i * CHUNK_SZ, PAGE_SZ, PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_FIXED, page, 0), MAP_FAILED);
+	/* Made last: nothing is mapped in it afterwards. */
+	unmapped = hole(half * CHUNK_SZ);
+	ASSERT_NE(unmapped, NULL);
+	/* Settle the slab caches with a first round. */
+	for (unsigned long i = 0; i < REFUSED; i++) {
+		ASSERT_EQ(vsvm_add64(fd, unmapped + i * CHUNK_SZ, 1), -EFAULT);
+		ASSERT_EQ(vsvm_add64(fd, shared + i * CHUNK_SZ, 1), -EOPNOTSUPP);
+	}
+	kernel0 = cgroup_stat(CG, "kernel");
+	slab0 = slab_kb();
+	ASSERT_GE(kernel0, 0);
+
+	start = now();
+	for (unsigned long i = 0; i < half; i++)
+		ASSERT_EQ(vsvm_add64(fd, unmapped + i * CHUNK_SZ, 1), -EFAULT);
+	for (unsigned long i = 0; i < half; i++)
+		ASSERT_EQ(vsvm_prefetch(fd, unmapped + i * PAGE_SZ, 1), -EFAULT);
+	TH_LOG("%lu failed faults in %.1f s", FAULTS, now() - start);
+	ASSERT_EQ(notifiers(fd), 0);
+	for (unsigned long i = 0; i < REFUSED; i++) {
+		ASSERT_EQ(vsvm_add64(fd, ro + i * CHUNK_SZ, 1), -EFAULT);
+		ASSERT_EQ(vsvm_prefetch(fd, shared + i * CHUNK_SZ, 1), -EOPNOTSUPP);
+	}
+	ASSERT_EQ(notifiers(fd), 0);
+
+	kernel1 = cgroup_stat(CG, "kernel");
+	slab1 = slab_kb();
+	TH_LOG("%lu failed faults: cgroup kernel memory %lld -> %lld bytes, slab %ld -> %ld kB",
+	       FAULTS + 2 * REFUSED, kernel0, kernel1, slab0, slab1);
+	/* One notifier left per fault would be over 600 MB. */
+	ASSERT_LT(kernel1 - kernel0, 512 << 10);
+	ASSERT_LT(slab1 - slab0, 2048);
+	close(fd);
+	close(page);
+	munmap(ro, REFUSED * CHUNK_SZ);
+	munmap(shared, REFUSED * CHUNK_SZ);
+	ASSERT_EQ(leave_cgroup(), 0);
+}
+
+/*
+ * A context keeps a notifier per 2 MiB chunk that holds grants; once their
+ * grants are revoked, a later fault removes them, so that what a process once
+ * had granted does not stay watched (and visited by every invalidation of the
+ * mm) until it closes the file.
+ */
+TEST_F(limits, emptied_chunks_are_trimmed)
+{
+	const unsigned long n = 4 * DRM_VSVM_EMPTIED_MAX;
+	char *p = mmap(NULL, n * CHUNK_SZ, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	uint64_t *other = map_anon(PAGE_SZ);
+	unsigned long first = (uintptr_t)p / CHUNK_SZ, mine = (uintptr_t)other / CHUNK_SZ;
+	/* @other's page may share a chunk with the first or last page of @p. */
+	long apart = mine < first || mine > first + n - 1;
+	__u64 unmaps;
 	int fd = vsvm_open(0);
 
 	ASSERT_GE(fd, 0);
-	ASSERT_NE(hole, MAP_FAILED);
-	ASSERT_EQ(munmap(hole, len), 0);
-	/* Settle the slab with a first round, then measure a second. */
-	for (unsigned long i = 0; i < FAULTS / 10; i++)
-		ASSERT_EQ(vsvm_prefetch(fd, hole + i * CHUNK_SZ, 1), -EFAULT);
-	before = slab_kb();
-	for (unsigned long i = 0; i < FAULTS; i++)
-		ASSERT_EQ(vsvm_prefetch(fd, hole + i * CHUNK_SZ, 1), -EFAULT);
-	after = slab_kb();
-	TH_LOG("slab %ld kB before, %ld kB after %lu failed faults", before, after, FAULTS);
-	ASSERT_GT(before, 0);
-	/* 20000 notifiers would be about 13 MB. */
-	ASSERT_LT(after - before, 2048);
+	ASSERT_NE(p, MAP_FAILED);
+	ASSERT_NE(other, NULL);
+	ASSERT_EQ(madvise(p, n * CHUNK_SZ, MADV_NOHUGEPAGE), 0);
+	for (unsigned long i = 0; i < n; i++) {
+		p[i * CHUNK_SZ] = 1;
+		ASSERT_EQ(vsvm_prefetch(fd, p + i * CHUNK_SZ, 1), 0);
+	}
+	ASSERT_EQ(notifiers(fd), n);
+	*other = 1;
+	ASSERT_EQ(vsvm_add64(fd, other, 1), 0);
+	ASSERT_EQ(notifiers(fd), n + apart);
+
+	ASSERT_EQ(munmap(p, n * CHUNK_SZ), 0);
+	ASSERT_EQ(vsvm_revoked(fd, DRM_VSVM_REVOKE_UNMAP, &unmaps), n);
+	ASSERT_EQ(unmaps, n);
+	*other = 5;
+	/* Nothing is removed by the invalidations themselves (they may not sleep)... */
+	ASSERT_EQ(notifiers(fd), n + apart);
+	/* ...but the next fault removes every chunk without grants. */
+	ASSERT_EQ(vsvm_add64(fd, other, 1), 0);
+	ASSERT_EQ(notifiers(fd), 1);
+	ASSERT_EQ(*other, 6);
 	close(fd);
+	munmap(other, PAGE_SZ);
+}
+
+/*
+ * Files: each costs a bounded amount of kernel memory, charged to the opener's
+ * cgroup, all of it given back on close; past RLIMIT_NOFILE opening fails
+ * cleanly with EMFILE.
+ */
+TEST_F(limits, many_files)
+{
+	struct rlimit lim = { FILES + 64, FILES + 64 };
+	uint64_t *buf;
+	long long kernel0, kernel1, kernel2;
+	static int fds[FILES], extra[FILES + 64];
+	int n = 0, nextra = 0, fd;
+
+	ASSERT_EQ(join_cgroup(CG, "64M"), 0);
+	ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	buf = map_anon(FILES * PAGE_SZ);
+	ASSERT_NE(buf, NULL);
+	memset(buf, 0, FILES * PAGE_SZ);
+	kernel0 = cgroup_stat(CG, "kernel");
+	for (n = 0; n < FILES; n++) {
+		fds[n] = vsvm_open(n % 2);
+		ASSERT_GE(fds[n], 0) TH_LOG("open %d: %s", n, strerror(-fds[n]));
+		/* A grant, so that the file holds a notifier and a page too. */
+		ASSERT_EQ(vsvm_add64(fds[n], buf + n * PAGE_SZ / 8, 1), 0);
+	}
+	kernel1 = cgroup_stat(CG, "kernel");
+	/* The rest of the descriptor table, then EMFILE. */
+	while ((fd = open("/dev/null", O_RDONLY)) >= 0)
+		extra[nextra++] = fd;
+	ASSERT_EQ(errno, EMFILE);
+	ASSERT_EQ(vsvm_open(0), -ENODEV);	/* every open failed with EMFILE */
+	while (nextra)
+		close(extra[--nextra]);
+	for (n = 0; n < FILES; n++)
+		close(fds[n]);
+	for (n = 0; n < FILES; n++)
+		ASSERT_EQ(buf[n * PAGE_SZ / 8], 1);
+	kernel2 = cgroup_stat(CG, "kernel");
+	TH_LOG("%d files with a grant each: cgroup kernel memory %lld -> %lld -> %lld bytes",
+	       FILES, kernel0, kernel1, kernel2);
+	TH_LOG("%lld bytes per file", (kernel1 - kernel0) / FILES);
+	/*
+	 * Charged to the opener: the context and file (6.5 kB in this test
+	 * kernel, with lockdep), not only the grant and its notifier (4.9 kB).
+	 */
+	ASSERT_GT(kernel1 - kernel0, FILES * 5632LL);
+	/* ...bounded per file... */
+	ASSERT_LT(kernel1 - kernel0, FILES * 32768LL);
+	/* ...and given back. */
+	ASSERT_LT(kernel2 - kernel0, 512 << 10);
+	munmap(buf, FILES * PAGE_SZ);
+	ASSERT_EQ(leave_cgroup(), 0);
+}
+
+/*
+ * A prefetch of the whole user address space, 1 GiB at a time, by a process
+ * in a 32 MiB cgroup with a 256 MiB mapping: every call fails cleanly or
+ * grants pages charged to the cgroup until it is full (ENOMEM, or the cgroup's
+ * OOM killer ends the process); everything is uncharged when it exits.
+ */
+TEST_F(limits, prefetch_the_whole_address_space)
+{
+	const char *cg = CG "_pf";
+	long long current;
+	int status;
+	pid_t pid = fork();
+
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		const unsigned long step = DRM_VSVM_PREFETCH_MAX * PAGE_SZ;
+		unsigned long counts[4] = { 0 };
+		char *area, *gib;
+		int fd;
+
+		if (join_cgroup(cg, "32M") || write_file(CGROUPS "/vsvm_limits_pf/memory.swap.max",
+							 "0"))
+			_exit(20);
+		fd = vsvm_open(0);
+		/* 256 MiB starting at a GiB boundary, where the walk below lands. */
+		area = mmap(NULL, 2 * step, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			    -1, 0);
+		if (fd < 0 || area == MAP_FAILED)
+			_exit(21);
+		gib = (char *)(((uintptr_t)area + step - 1) & ~(step - 1));
+		if (mprotect(gib, 256UL << 20, PROT_READ | PROT_WRITE))
+			_exit(22);
+		for (unsigned long a = 0; a < (1UL << 47); a += step) {
+			int ret = vsvm_prefetch(fd, (void *)a, DRM_VSVM_PREFETCH_MAX);
+
+			if (ret == 0)
+				counts[0]++;
+			else if (ret == -EFAULT)
+				counts[1]++;
+			else if (ret == -ENOMEM)
+				counts[2]++;
+			else
+				_exit(23);
+		}
+		printf("# prefetches: %lu ok, %lu EFAULT, %lu ENOMEM\n",
+		       counts[0], counts[1], counts[2]);
+		/* The 256 MiB could not all be granted within 32 MiB. */
+		_exit(counts[2] ? 0 : 24);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	/* Killed, only by the cgroup's OOM killer, or done after an ENOMEM. */
+	ASSERT_TRUE(WIFSIGNALED(status) ? WTERMSIG(status) == SIGKILL : WEXITSTATUS(status) == 0)
+		TH_LOG("child status %#x", status);
+	/* No grant outlived the process: its pages are uncharged. */
+	current = cgroup_stat(cg, "anon");
+	TH_LOG("child %s; anon memory left in its cgroup: %lld bytes",
+	       WIFSIGNALED(status) ? "OOM-killed" : "saw ENOMEM", current);
+	ASSERT_LT(current, 1 << 20);
 }
 
 TEST_HARNESS_MAIN

@@ -25,11 +25,11 @@
 #include "kselftest_harness.h"
 #include "vsvm_common.h"
 #include "thp.h"
+#include "cgroup.h"
 
 #define ATOMIC_PTE	(DRM_VSVM_PTE_VALID | DRM_VSVM_PTE_WRITE | DRM_VSVM_PTE_ATOMIC)
 #define NPAGES		(THP_SZ / PAGE_SZ)
 #define U64_PER_PAGE	(PAGE_SZ / 8)
-#define CGROUPS		"/sys/fs/cgroup"
 
 FIXTURE(mm)
 {
@@ -49,18 +49,6 @@ FIXTURE_TEARDOWN(mm)
 {
 	close(self->fd);
 	close(self->fd1);
-}
-
-static int write_file(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY);
-	int ret;
-
-	if (fd < 0)
-		return -errno;
-	ret = write(fd, s, strlen(s)) == (ssize_t)strlen(s) ? 0 : -errno;
-	close(fd);
-	return ret;
 }
 
 /* A kB field ("Swap:", "Rss:", ...) of the VMA containing @addr in /proc/self/smaps. */
@@ -132,31 +120,6 @@ static int device_add_pages(int fd, uint64_t *p, unsigned long n, __u64 v)
 static void drain_lru(void)
 {
 	write_file("/proc/sys/vm/compact_memory", "1");
-}
-
-/*
- * Moves this process into memory cgroup @name (a child of the root, made if
- * needed) with memory.max @max; 0 or -errno.  Memory is charged where it is
- * allocated: join before allocating what the cgroup should reclaim.
- */
-static int join_cgroup(const char *name, const char *max)
-{
-	char path[128], pid[32];
-	int ret;
-
-	ret = write_file(CGROUPS "/cgroup.subtree_control", "+memory");
-	if (ret)
-		return ret;
-	snprintf(path, sizeof(path), CGROUPS "/%s", name);
-	if (mkdir(path, 0755) && errno != EEXIST)
-		return -errno;
-	snprintf(path, sizeof(path), CGROUPS "/%s/memory.max", name);
-	ret = write_file(path, max);
-	if (ret)
-		return ret;
-	snprintf(path, sizeof(path), CGROUPS "/%s/cgroup.procs", name);
-	snprintf(pid, sizeof(pid), "%d", getpid());
-	return write_file(path, pid);
 }
 
 /* Asks the memcg of this process (@name) to reclaim, until @p's VMA has @kb in swap. */
