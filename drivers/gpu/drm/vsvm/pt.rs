@@ -56,7 +56,7 @@ impl svm::Driver for VsvmSvm {
     type PteAlloc = RBTreeNodeReservation<usize, Pte>;
 
     fn alloc_pte(_addr: usize) -> Result<Self::PteAlloc> {
-        Ok(RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?)
+        RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)
     }
 
     fn map_atomic(pt: &mut PageTable, addr: usize, pfn: usize, mem: Self::PteAlloc) -> Result {
