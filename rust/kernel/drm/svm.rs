@@ -41,10 +41,7 @@ mod residency;
 pub mod stats;
 mod trace;
 
-pub use context::{
-    SvmContext,
-    EMPTIED_MAX, //
-};
+pub use context::SvmContext;
 pub use page::AtomicPage;
 pub use residency::Residency;
 pub use stats::{
@@ -91,8 +88,8 @@ pub trait Driver: Send + Sync + 'static {
 /// How an [`SvmContext`] watches the pages it granted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NotifierMode {
-    /// One interval notifier per 2 MiB chunk that holds grants, kept until [`EMPTIED_MAX`]
-    /// chunks have lost their grants and a fault trims them, or the context goes away.
+    /// One interval notifier per 2 MiB chunk that holds grants, kept until a fault trims the
+    /// chunks whose grants were revoked (once 32 of them are), or the context goes away.
     LongLived,
     /// Like nouveau: a notifier for the faulting page is inserted for each fault and removed
     /// after it (the chunk notifiers still watch the grants). For comparison only.

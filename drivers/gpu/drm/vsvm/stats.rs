@@ -61,6 +61,7 @@ impl fmt::Debug for StatsFile {
         writeln!(f, "pages_revoked: {}", s.pages_revoked)?;
         writeln!(f, "nonblocking_busy: {}", s.nonblocking_busy)?;
         writeln!(f, "residency_waits: {}", s.residency_waits)?;
+        writeln!(f, "notifiers_inserted: {}", s.notifiers_inserted)?;
         write!(f, "fault_latency_us_log2:")?;
         for n in s.latency_us {
             write!(f, " {n}")?;

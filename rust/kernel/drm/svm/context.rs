@@ -76,9 +76,12 @@ fn lock_classes() -> [(&'static CStr, Pin<&'static LockClassKey>); 3] {
     ]
 }
 
-/// Chunks that may lose their last grant before a fault trims the context's chunks: what
-/// a context keeps beyond the chunks that hold grants.
-pub const EMPTIED_MAX: usize = 32;
+/// Chunks that may lose their last grant before a fault trims the context's chunks.
+///
+/// Not a bound on the notifiers a context holds: between faults, every chunk the process had
+/// granted may be emptied. What bounds them is the memory behind the grants: a chunk notifier
+/// exists only for a chunk that held a granted page, charged to the process like any other.
+pub(super) const EMPTIED_MAX: usize = 32;
 
 /// No page is being granted.
 pub(super) const NO_PAGE: usize = usize::MAX;
@@ -153,7 +156,7 @@ pub(super) struct Shared<T: Driver> {
     /// of the grant being made, not a collision with it.
     pub(super) granting_task: Atomic<usize>,
     /// Chunks whose last grant an invalidation removed since the last trim (an estimate: a
-    /// chunk may be counted again after a new grant). See [`SvmContext::trim_emptied`].
+    /// chunk may be counted again after a new grant). See `SvmContext::trim_emptied()`.
     pub(super) emptied: Atomic<usize>,
     #[pin]
     pub(super) state: Mutex<State<T>>,
@@ -180,8 +183,10 @@ impl<T: Driver> Shared<T> {
 /// [`SvmContext::with_atomic_page`], and revokes grants when the mm says so. Dropping it revokes
 /// every grant and removes its notifiers (which may sleep).
 ///
-/// Lock order: chunk lock → mmap lock (read) → folio lock → page-table lock. The page-table lock
-/// is the innermost, and the invalidate callback takes only it.
+/// Lock order: fault lock → chunk lock → mmap lock (read) → folio lock → page-table lock. The
+/// page-table lock is the innermost, and the invalidate callback takes only it. Notifiers are
+/// removed (which waits for the mm's invalidations in progress) with neither the chunk lock nor
+/// the mmap lock held.
 #[pin_data(PinnedDrop)]
 pub struct SvmContext<T: Driver> {
     mm: ARef<Mm>,
@@ -309,12 +314,14 @@ impl<T: Driver> SvmContext<T> {
         if let Some((index, c)) = chunk {
             self.release_chunk(index, c);
         }
-        self.trim_emptied();
         if ret.is_err() {
             stats.error();
         }
         stats.latency(start.elapsed());
         trace::fault_end(self.shared.owner, addr, &ret);
+        // Outside the fault lock: removing notifiers waits for the mm's invalidations.
+        drop(_serial);
+        self.trim_emptied();
         ret
     }
 
@@ -365,36 +372,52 @@ impl<T: Driver> SvmContext<T> {
             state.remove_grants(0, usize::MAX, |i| shared.forget(i));
             // Every chunk is empty now: the next fault trims them.
             shared.emptied.store(EMPTIED_MAX, Relaxed);
+            drop(state);
+            for chunk in self.chunks.lock().values() {
+                chunk.data().emptied.store(true, Relaxed);
+            }
         }
     }
 
-    /// Removes the notifiers of chunks that hold no grants.
+    /// Removes the notifiers of chunks whose grants were all revoked.
     ///
-    /// Faults call this themselves once [`EMPTIED_MAX`] chunks have lost their last grant, so
-    /// a driver need not; it may, after revoking many grants, to give the memory back at once.
+    /// Faults call this themselves once 32 chunks have lost their last grant, so a driver need
+    /// not; it may, after revoking many grants, to give the memory back at once.
     ///
-    /// May sleep: removing a notifier waits for its callbacks and for any invalidation of the
-    /// mm in progress.
+    /// May sleep: removing a notifier waits for any invalidation of the mm in progress, so the
+    /// caller must not hold a lock that an invalidation may wait for (the mmap lock, or any lock
+    /// its [`Driver::unmap`] or an invalidation path of the mm takes).
     pub fn trim(&self) {
         self.shared.emptied.store(0, Relaxed);
+        let mut removed = RBTree::new();
         let mut chunks = self.chunks.lock();
         let mut cursor = chunks.cursor_front_mut();
         while let Some(c) = cursor {
             let (index, chunk) = c.current();
-            let busy = chunk.data().users.load(Relaxed) != 0 || self.chunk_has_grants(*index);
-            cursor = if busy {
+            // Only chunks an invalidation emptied need the page-table lock for a look.
+            let data = chunk.data();
+            let keep = data.users.load(Relaxed) != 0
+                || !data.emptied.load(Relaxed)
+                || self.chunk_has_grants(*index);
+            cursor = if keep {
                 c.move_next()
             } else {
-                c.remove_current().0
+                let (next, node) = c.remove_current();
+                // Moving a node into another tree does not allocate.
+                removed.insert(node);
+                next
             };
         }
+        drop(chunks);
+        // The notifiers go here, outside the chunk lock.
+        drop(removed);
     }
 
     /// Trims the chunks once [`EMPTIED_MAX`] of them have lost their last grant, so that a
     /// process cannot make the context keep a notifier (and make every invalidation of the mm
     /// visit it) for each 2 MiB it ever had granted. Not on every revocation: a contended page
     /// would have its notifier removed and inserted again each time, and removal waits for
-    /// the mm's invalidations in progress.
+    /// the mm's invalidations in progress. Called without the fault lock.
     fn trim_emptied(&self) {
         if self.shared.emptied.load(Relaxed) >= EMPTIED_MAX {
             self.trim();
@@ -423,12 +446,10 @@ impl<T: Driver> SvmContext<T> {
             return Ok(chunk.clone());
         }
         // Nothing for an address no grant can be made at: a notifier costs memory and every
-        // invalidation of the mm visits it. `make_device_exclusive()` fails with `EFAULT`
-        // there too (it needs a writable VMA); other refusals (shared memory, say) leave the
-        // chunk to `release_chunk()`.
-        if !Self::may_grant(mm, addr) {
-            return Err(EFAULT);
-        }
+        // invalidation of the mm visits it (and, for shared memory, GUP would allocate the
+        // page before `make_device_exclusive()` refused it). Other refusals leave the chunk to
+        // `release_chunk()`.
+        Self::may_grant(mm, addr)?;
         let reservation = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
         let chunk = Arc::pin_init(
             MmuIntervalNotifier::new(
@@ -439,16 +460,26 @@ impl<T: Driver> SvmContext<T> {
             ),
             GFP_KERNEL_ACCOUNT,
         )?;
+        self.shared.stats.notifier_inserted();
         chunk.data().users.fetch_add(1, Relaxed);
         chunks.insert(reservation.into_node(index, chunk.clone()));
         Ok(chunk)
     }
 
-    /// Whether a writable VMA maps `addr` (a user address: the kernel half has no VMA).
-    fn may_grant(mm: &MmWithUser, addr: usize) -> bool {
-        mm.mmap_read_lock()
-            .vma_lookup(addr)
-            .is_some_and(|vma| vma.flags() & vm_flags::WRITE != 0)
+    /// Fails with the error `make_device_exclusive()` would return for `addr` when its VMA
+    /// alone decides it: `EFAULT` without a writable VMA (the kernel half has none, `VM_IO` and
+    /// `VM_PFNMAP` mappings have no pages to take), `EOPNOTSUPP` for shared or hugetlb memory
+    /// (only private anonymous folios can be made exclusive).
+    fn may_grant(mm: &MmWithUser, addr: usize) -> Result {
+        let lock = mm.mmap_read_lock();
+        let flags = lock.vma_lookup(addr).ok_or(EFAULT)?.flags();
+        if flags & vm_flags::WRITE == 0 || flags & (vm_flags::IO | vm_flags::PFNMAP) != 0 {
+            return Err(EFAULT);
+        }
+        if flags & (vm_flags::SHARED | vm_flags::HUGETLB) != 0 {
+            return Err(EOPNOTSUPP);
+        }
+        Ok(())
     }
 
     /// Ends a fault's use of the chunk `index`, and removes its notifier if no grant was ever
@@ -610,6 +641,7 @@ impl<T: Driver> SvmContext<T> {
             // device-exclusive for us, and the next one will remove the grant.
             let folio = grant.folio_ref();
             chunk.data().granted.store(true, Relaxed);
+            chunk.data().emptied.store(false, Relaxed);
             state
                 .grants
                 .insert(reservation.into_node(addr >> PAGE_SHIFT, Grant { folio }));

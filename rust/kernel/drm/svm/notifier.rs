@@ -44,6 +44,8 @@ pub(super) struct Chunk<T: Driver> {
     pub(super) users: Atomic<usize>,
     /// Whether a grant was ever made in this chunk.
     pub(super) granted: Atomic<bool>,
+    /// Whether an invalidation removed the chunk's last grant (and no grant came since).
+    pub(super) emptied: Atomic<bool>,
 }
 
 impl<T: Driver> Chunk<T> {
@@ -52,6 +54,7 @@ impl<T: Driver> Chunk<T> {
             shared,
             users: Atomic::new(0),
             granted: Atomic::new(false),
+            emptied: Atomic::new(false),
         }
     }
 }
@@ -122,6 +125,7 @@ impl<T: Driver> MmuIntervalNotifierOps for Chunk<T> {
             let chunk_end = notifier.last().saturating_add(1).div_ceil(1 << PAGE_SHIFT);
             if !state.has_grants(notifier.start() >> PAGE_SHIFT, chunk_end) {
                 // Its notifier is now useless; a later fault removes it (this may not sleep).
+                notifier.data().emptied.store(true, Relaxed);
                 shared.emptied.fetch_add(1, Relaxed);
             }
         }

@@ -173,6 +173,7 @@ pub struct Stats {
     pages_revoked: Atomic<u64>,
     nonblocking_busy: Atomic<u64>,
     residency_waits: Atomic<u64>,
+    notifiers_inserted: Atomic<u64>,
     phase_ns: [Atomic<u64>; Phase::COUNT],
     latency_us: [Atomic<u64>; LATENCY_BUCKETS],
     /// Counters that also see every update of these, such as a device's totals over all its
@@ -208,6 +209,8 @@ pub struct Snapshot {
     pub nonblocking_busy: u64,
     /// Faults that waited for another device's minimum residency to end.
     pub residency_waits: u64,
+    /// Chunk notifiers inserted (each one a `mmu_interval_notifier_insert()`).
+    pub notifiers_inserted: u64,
     /// Time spent in each [`Phase`] of granting, if the context profiles.
     pub phase_ns: [u64; Phase::COUNT],
     /// Fault latency histogram, see [`LATENCY_BUCKETS`].
@@ -249,6 +252,7 @@ impl Stats {
             pages_revoked: Atomic::new(0),
             nonblocking_busy: Atomic::new(0),
             residency_waits: Atomic::new(0),
+            notifiers_inserted: Atomic::new(0),
             phase_ns: [const { Atomic::new(0) }; Phase::COUNT],
             latency_us: [const { Atomic::new(0) }; LATENCY_BUCKETS],
             parent,
@@ -307,6 +311,10 @@ impl Stats {
         self.bump(|s| &s.residency_waits, 1);
     }
 
+    pub(crate) fn notifier_inserted(&self) {
+        self.bump(|s| &s.notifiers_inserted, 1);
+    }
+
     pub(crate) fn revoked(&self, cause: RevokeCause, pages: u64) {
         self.bump(|s| &s.revocations[cause.index()], 1);
         self.bump(|s| &s.pages_revoked, pages);
@@ -333,6 +341,7 @@ impl Stats {
             pages_revoked: self.pages_revoked.load(Relaxed),
             nonblocking_busy: self.nonblocking_busy.load(Relaxed),
             residency_waits: self.residency_waits.load(Relaxed),
+            notifiers_inserted: self.notifiers_inserted.load(Relaxed),
             phase_ns: core::array::from_fn(|i| self.phase_ns[i].load(Relaxed)),
             latency_us: core::array::from_fn(|i| self.latency_us[i].load(Relaxed)),
         }
