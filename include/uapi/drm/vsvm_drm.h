@@ -41,12 +41,15 @@ enum drm_vsvm_op {
 /**
  * DOC: vsvm uAPI extensibility
  *
- * Every structure ends with reserved fields. Input fields the kernel does not
- * know (reserved, padding, flags bits) must be 0, or the ioctl fails with
- * %EINVAL, so that they can be given a meaning later. Output structures are
- * extended by appending fields: the DRM core copies the smaller of the two
- * sizes, so an older program sees the fields it knows and a newer program on
- * an older kernel reads zeros beyond them.
+ * Every structure ends with a reserved field, and every ioctl reads and
+ * writes its structure. Reserved, padding and unknown flags bits must be 0
+ * on input, or the ioctl fails with %EINVAL, so that they can be given a
+ * meaning later: a new input goes into a reserved field, or comes with a
+ * flags bit that says it is there (an older kernel refuses the bit). Fields
+ * appended to a structure are ignored by an older kernel (the DRM core passes
+ * it only the size it knows and copies the rest back as the program set it:
+ * a program clears its structure and reads 0 there), and an older program's
+ * shorter structure works on a newer kernel, which sees zeros beyond it.
  */
 
 /**
@@ -114,7 +117,8 @@ struct drm_vsvm_atomic_range {
  * @pad: must be 0
  * @reserved: must be 0
  *
- * Pages granted before an error stay granted.
+ * Pages granted before an error stay granted (%DRM_IOCTL_VSVM_QUERY tells
+ * which).
  */
 struct drm_vsvm_prefetch {
 	__u64 addr;
@@ -124,7 +128,7 @@ struct drm_vsvm_prefetch {
 	__u64 reserved;
 };
 
-/* Most pages one &struct drm_vsvm_prefetch may ask for (1 GiB of 4 KiB pages). */
+/* Most pages one &struct drm_vsvm_prefetch may ask for. */
 #define DRM_VSVM_PREFETCH_MAX	(1 << 18)
 
 #define DRM_VSVM_PTE_VALID	(1 << 0)
@@ -162,12 +166,6 @@ struct drm_vsvm_query {
 /* Room for causes in &drm_vsvm_stats.revocations. */
 #define DRM_VSVM_REVOKE_SLOTS		16
 
-/*
- * Chunks whose grants were all revoked that a context may keep watching before
- * a fault removes their notifiers.
- */
-#define DRM_VSVM_EMPTIED_MAX		32
-
 /**
  * struct drm_vsvm_stats - counters of this file's context
  * @ops: device atomic operations performed
@@ -176,15 +174,16 @@ struct drm_vsvm_query {
  * @retries: grants thrown away because an invalidation collided
  * @timeouts: faults that gave up (EBUSY)
  * @residency_waits: faults that waited for another device's residency
- * @notifiers: mmu interval notifiers the context holds now (one per 2 MiB
- *	chunk with grants, and at most %DRM_VSVM_EMPTIED_MAX more)
+ * @notifiers: mmu interval notifiers the context holds now, for diagnostics
  * @device: the index of the device
  * @causes: number of revocation causes the kernel counts (entries of
  *	@revocations it fills); the others are 0
  * @revocations: invalidations that removed mappings, by DRM_VSVM_REVOKE_*
+ * @flags: (in) must be 0
+ * @pad: 0
  * @reserved: 0; new counters are appended after it
  *
- * Every field is output.
+ * Every field but @flags is output, and written.
  */
 struct drm_vsvm_stats {
 	__u64 ops;
@@ -197,7 +196,9 @@ struct drm_vsvm_stats {
 	__u32 device;
 	__u32 causes;
 	__u64 revocations[DRM_VSVM_REVOKE_SLOTS];
-	__u64 reserved[2];
+	__u32 flags;
+	__u32 pad;
+	__u64 reserved;
 };
 
 /* Note: this is an enum so that it can be resolved by Rust bindgen. */
@@ -206,12 +207,12 @@ enum {
 					 struct drm_vsvm_atomic),
 	DRM_IOCTL_VSVM_ATOMIC_RANGE = DRM_IOWR(DRM_COMMAND_BASE + DRM_VSVM_ATOMIC_RANGE,
 					       struct drm_vsvm_atomic_range),
-	DRM_IOCTL_VSVM_PREFETCH = DRM_IOW(DRM_COMMAND_BASE + DRM_VSVM_PREFETCH,
-					  struct drm_vsvm_prefetch),
+	DRM_IOCTL_VSVM_PREFETCH = DRM_IOWR(DRM_COMMAND_BASE + DRM_VSVM_PREFETCH,
+					   struct drm_vsvm_prefetch),
 	DRM_IOCTL_VSVM_QUERY = DRM_IOWR(DRM_COMMAND_BASE + DRM_VSVM_QUERY,
 					struct drm_vsvm_query),
-	DRM_IOCTL_VSVM_STATS = DRM_IOR(DRM_COMMAND_BASE + DRM_VSVM_STATS,
-				       struct drm_vsvm_stats),
+	DRM_IOCTL_VSVM_STATS = DRM_IOWR(DRM_COMMAND_BASE + DRM_VSVM_STATS,
+					struct drm_vsvm_stats),
 };
 
 #if defined(__cplusplus)

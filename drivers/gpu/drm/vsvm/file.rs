@@ -63,8 +63,6 @@ fn uapi_cause(cause: RevokeCause) -> usize {
 // Every cause the backend counts has a UAPI index, within the room the structure has.
 const _: () = assert!(RevokeCause::COUNT == uapi::DRM_VSVM_REVOKE_COUNT as usize);
 const _: () = assert!(RevokeCause::COUNT <= uapi::DRM_VSVM_REVOKE_SLOTS as usize);
-// The bound the UAPI documents is the backend's.
-const _: () = assert!(kernel::drm::svm::EMPTIED_MAX == uapi::DRM_VSVM_EMPTIED_MAX as usize);
 
 /// The per-open state: the context binds the device to the opener's address space.
 #[pin_data]
@@ -214,11 +212,11 @@ impl File {
             return Err(EINVAL);
         }
         let count = req.count as usize;
-        // The last operand must fit in the address space.
+        // The last operand must fit in the address space (it may end at its very end).
         (count - 1)
             .checked_mul(stride)
             .and_then(|span| span.checked_add(addr))
-            .and_then(|last| last.checked_add(width.bytes()))
+            .and_then(|last| last.checked_add(width.bytes() - 1))
             .ok_or(EINVAL)?;
         let ctx = Self::ctx(file)?;
         let window = crate::rmw_window();
@@ -300,9 +298,12 @@ impl File {
         req: &mut uapi::drm_vsvm_stats,
         file: &drm::File<File>,
     ) -> Result<u32> {
+        if req.flags != 0 {
+            return Err(EINVAL);
+        }
         let ctx = Self::ctx(file)?;
         let s = ctx.stats().snapshot();
-        // Output only: every field, reserved ones included, is written.
+        // Every field but the flags is output, reserved ones included: all are written.
         *req = uapi::drm_vsvm_stats::default();
         req.ops = file.inner().ops.load(Relaxed);
         req.faults = s.faults;
