@@ -37,7 +37,8 @@ static inline int write_file(const char *path, const char *text)
 
 	if (fd < 0)
 		return -errno;
-	ret = write(fd, text, strlen(text)) == (ssize_t)strlen(text) ? 0 : -EIO;
+	ret = write(fd, text, strlen(text));
+	ret = ret == (int)strlen(text) ? 0 : ret < 0 ? -errno : -EIO;
 	close(fd);
 	return ret;
 }
@@ -132,6 +133,14 @@ static inline int vsvm_stats(int fd, struct drm_vsvm_stats *s)
 {
 	memset(s, 0, sizeof(*s));
 	return ioctl(fd, DRM_IOCTL_VSVM_STATS, s) ? -errno : 0;
+}
+
+/* The notifiers the context of @fd holds now, or -1. */
+static inline long vsvm_notifiers(int fd)
+{
+	struct drm_vsvm_stats s;
+
+	return vsvm_stats(fd, &s) ? -1 : (long)s.notifiers;
 }
 
 /*

@@ -21,7 +21,8 @@
  *
  * Needs CONFIG_FAULT_INJECTION, FAILSLAB, FAIL_PAGE_ALLOC and
  * FAULT_INJECTION_DEBUG_FS, debugfs at /sys/kernel/debug, and numa=fake=2.
- * Each test restores every knob it changes, failed or not.
+ * Each test restores every knob it changes, failed or not, and the harness
+ * puts back what they held at its start when it exits (after a timeout too).
  */
 #include <linux/mempolicy.h>
 #include <stdlib.h>
@@ -193,6 +194,24 @@ static int knobs_restore(struct knobs *k)
 		k->saved[i][0] = '\0';
 	}
 	return bad;
+}
+
+/*
+ * What the knobs held when the harness started, put back when it exits: a
+ * test the harness kills at its timeout runs no teardown.
+ */
+static struct knobs at_start;
+
+static void __attribute__((constructor)) knobs_save(void)
+{
+	for (int i = 0; i < NR_KNOBS; i++)
+		if (read_file(knob_path[i], at_start.saved[i], sizeof(at_start.saved[i])))
+			at_start.saved[i][0] = '\0';
+}
+
+static void __attribute__((destructor)) knobs_put_back(void)
+{
+	knobs_restore(&at_start);
 }
 
 /* The render node of vsvm device 0 (the one vsvm_open(0) finds), for a single open(). */

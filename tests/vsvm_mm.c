@@ -563,6 +563,8 @@ TEST_F(mm, userfaultfd_missing_and_wp)
 	ASSERT_EQ(ioctl(uffd, UFFDIO_REGISTER, &reg), 0);
 
 	ASSERT_EQ(vsvm_add64(self->fd, p, 1), -EFAULT);
+	/* Refused after the chunk's notifier was made: it is removed again. */
+	ASSERT_EQ(vsvm_notifiers(self->fd), 0);
 	zero.range.start = (uintptr_t)p;
 	zero.range.len = 2 * PAGE_SZ;
 	ASSERT_EQ(ioctl(uffd, UFFDIO_ZEROPAGE, &zero), 0);
