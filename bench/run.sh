@@ -17,24 +17,32 @@ run floor
 run grant
 run batch
 run noise
+run sweep
 
 # Notifier strategy: alternate nouveau's per-fault notifiers and long-lived ones.
-for rep in 1 2 3; do
+for rep in 1 2 3 4 5; do
 	load devices=2 per_fault_notifiers=1
 	run single per-fault
 	load devices=2
 	run single long-lived
 done
 
-# Contention: devices x CPU threads x pages, without and with a 5 ms residency.
+# Contention: 1-8 devices on one page, without and with a 5 ms residency,
+# alternated, five times; then once with CPU threads and over a THP.
+for rep in 1 2 3 4 5; do
+	for policy in 0 5000; do
+		load devices=8 residency_us=$policy
+		for ndev in 1 2 4 8; do
+			run contention $ndev 0 1 "res$policy"
+		done
+	done
+done
 for policy in 0 5000; do
 	load devices=8 residency_us=$policy
 	for ndev in 1 2 4 8; do
-		for ncpu in 0 2; do
-			for pages in 1 512; do
-				run contention $ndev $ncpu $pages "res$policy"
-			done
-		done
+		run contention $ndev 2 1 "res$policy"
+		run contention $ndev 0 512 "res$policy"
+		run contention $ndev 2 512 "res$policy"
 	done
 done
 rmmod vsvm

@@ -2,15 +2,18 @@
 /*
  * Benchmarks run in the guest by `make bench`.  Each command prints result
  * lines "BENCH,<figure>,<variant>,<value>,<unit>" that build/bench.py
- * collects; repetitions and alternation of variants are up to the caller
- * (bench/run.sh).  Times are CLOCK_MONOTONIC in the guest.
+ * collects; every figure repeats its variants at least 5 times, alternating
+ * their order.  Times are CLOCK_MONOTONIC in the guest.
  *
- *   svm_bench floor           backend single-page faults vs bare make_device_exclusive,
- *                             in the kernel (vsvm debugfs bench_floor)
- *   svm_bench grant           vsvm prefetch vs test_hmm EXCLUSIVE, 512 pages per call
+ *   svm_bench floor           in the kernel (vsvm debugfs bench_floor): the bare loop, the
+ *                             correct floor (single page and batch), the backend (single
+ *                             page and batch), and what a CPU touch of their pages costs
+ *   svm_bench grant           vsvm prefetch vs test_hmm EXCLUSIVE, 512 pages per call, both
+ *                             orders, a fresh buffer per variant
  *   svm_bench single VARIANT  512 single-page vsvm grants on 4 KiB pages
  *   svm_bench batch           512 single-page grants vs one 512-page grant, THP
  *   svm_bench noise           faults on P while P+1 ping-pongs between a GPU and the CPU
+ *   svm_bench sweep           backend and correct floor, batches of 1 to 4096 pages
  *   svm_bench contention NDEV NCPU PAGES VARIANT   time-bounded contention run
  */
 #include <pthread.h>
@@ -23,6 +26,7 @@
 #include "test_hmm_uapi.h"
 
 #define NPAGES 512
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 static double now_us(void)
 {
@@ -37,46 +41,62 @@ static void result(const char *fig, const char *variant, double v, const char *u
 	printf("BENCH,%s,%s,%.3f,%s\n", fig, variant, v, unit);
 }
 
+/* @n pages, THP-backed (n a multiple of 512) or not, filled; NULL on failure. */
 static void *map_pages(unsigned long n, int thp)
 {
-	char *p;
+	unsigned long len = n * PAGE_SZ;
+	char *p = mmap(NULL, len + (thp ? THP_SZ : 0), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-	if (thp) {
-		p = thp_alloc();
-	} else {
-		p = mmap(NULL, n * PAGE_SZ, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (p == MAP_FAILED)
-			return NULL;
-		madvise(p, n * PAGE_SZ, MADV_NOHUGEPAGE);
-	}
-	if (p)
-		memset(p, 1, n * PAGE_SZ);
+	if (p == MAP_FAILED)
+		return NULL;
+	if (thp)
+		p = (char *)(((uintptr_t)p + THP_SZ - 1) & ~(THP_SZ - 1));
+	if (madvise(p, len, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE))
+		return NULL;
+	memset(p, 1, len);
 	return p;
 }
 
-/* Takes every page back to the CPU (revoking the device), untimed. */
-static void touch(char *p, unsigned long n)
+/* 1 if every 2 MiB of the @n pages at @p is a THP (@thp) or none is (!@thp). */
+static int thp_state(char *p, unsigned long n, int thp)
 {
+	for (unsigned long i = 0; i < n; i += THP_SZ / PAGE_SZ)
+		if (page_is_thp(p + i * PAGE_SZ) != thp)
+			return 0;
+	return 1;
+}
+
+static void unmap_pages(char *p, unsigned long n)
+{
+	munmap(p, n * PAGE_SZ);
+}
+
+/* Takes every page back to the CPU (revoking the device): us per page. */
+static double touch(char *p, unsigned long n)
+{
+	double t = now_us();
+
 	for (unsigned long i = 0; i < n; i++)
 		p[i * PAGE_SZ]++;
+	return (now_us() - t) / n;
 }
 
 /*
- * One in-kernel measurement through debugfs: ns per page for "floor" and
- * "backend", 0 for "profile" (its phases are read separately), -1 on error.
+ * One in-kernel measurement through debugfs over @n pages at @p: ns per page
+ * (0 for "profile", whose phases are read separately), -1 on error.
  */
-static double floor_run(const char *what, char *p)
+static double probe(const char *what, char *p, unsigned long n)
 {
 	const char *path = "/sys/kernel/debug/vsvm/bench_floor";
-	char cmd[64], line[64];
+	char cmd[64], line[96], key[64];
 	double ns = strcmp(what, "profile") ? -1 : 0;
 	FILE *f;
 	int fd = open(path, O_WRONLY);
 
 	if (fd < 0)
 		return -1;
-	snprintf(cmd, sizeof(cmd), "%s 0x%lx %lu", what, (unsigned long)p, (unsigned long)NPAGES);
+	snprintf(cmd, sizeof(cmd), "%s 0x%lx %lu", what, (unsigned long)p, n);
 	if (write(fd, cmd, strlen(cmd)) != (ssize_t)strlen(cmd)) {
 		close(fd);
 		return -1;
@@ -85,22 +105,21 @@ static double floor_run(const char *what, char *p)
 	f = fopen(path, "r");
 	if (!f)
 		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, what, strlen(what)))
-			sscanf(strchr(line, ':') + 1, "%lf", &ns);
-	}
+	snprintf(key, sizeof(key), "%s_ns_per_page: %%lf", what);
+	while (fgets(line, sizeof(line), f))
+		sscanf(line, key, &ns);
 	fclose(f);
 	return ns;
 }
 
-/* Where a backend fault's time goes: one profiled run, ns per page and phase. */
+/* Where a backend fault's time goes: one profiled run, us per page and phase. */
 static int cmd_profile(char *p)
 {
 	char line[96], name[64];
 	double ns;
 	FILE *f;
 
-	if (floor_run("profile", p) < 0)
+	if (probe("profile", p, NPAGES) < 0)
 		return 1;
 	touch(p, NPAGES);
 	f = fopen("/sys/kernel/debug/vsvm/bench_floor", "r");
@@ -113,55 +132,132 @@ static int cmd_profile(char *p)
 	return 0;
 }
 
+/*
+ * The in-kernel ways of granting, alternated, each on NPAGES pages of a fresh
+ * 4 KiB buffer, and the CPU touch that takes the pages back after each: with
+ * no notifier in the way (bare) or through the backend's revocation.
+ */
 static int cmd_floor(void)
 {
-	char *p = map_pages(NPAGES, 0);
+	static const char *const what[] = {
+		"bare", "floor", "floor_batch", "backend", "backend_batch",
+	};
+	const int n = ARRAY_SIZE(what);
+	char *p;
 
-	if (!p)
-		return 1;
 	for (int rep = 0; rep < 5; rep++) {
-		double bare = floor_run("floor", p), backend;
+		for (int k = 0; k < n; k++) {
+			/* Forwards, then backwards: each variant runs early and late. */
+			const char *w = what[rep % 2 ? n - 1 - k : k];
+			double ns, us;
 
-		touch(p, NPAGES);
-		backend = floor_run("backend", p);
-		touch(p, NPAGES);
-		if (bare < 0 || backend < 0)
-			return 1;
-		result("floor", "bare", bare / 1000, "us/page");
-		result("floor", "backend", backend / 1000, "us/page");
+			p = map_pages(NPAGES, 0);
+			if (!p)
+				return 1;
+			ns = probe(w, p, NPAGES);
+			if (ns < 0)
+				return 1;
+			us = touch(p, NPAGES);
+			result("floor", w, ns / 1000, "us/page");
+			if (!strcmp(w, "bare") || !strcmp(w, "backend"))
+				result("revoke", w, us, "us/page");
+			unmap_pages(p, NPAGES);
+		}
 	}
-	return cmd_profile(p);
+	p = map_pages(NPAGES, 0);
+	return p ? cmd_profile(p) : 1;
 }
 
+/* One sweep point: @n pages of a fresh buffer, granted by @what; 0 or 1 on error. */
+static int sweep_one(const char *what, unsigned long n, int thp)
+{
+	unsigned long len = n < 512 && thp ? 512 : n;
+	char *p = map_pages(len, thp), name[48];
+	double ns;
+
+	if (!p || !thp_state(p, len, thp))
+		return 1;
+	ns = probe(what, p, n);
+	if (ns < 0)
+		return 1;
+	snprintf(name, sizeof(name), "%s:%s:%lu", thp ? "thp" : "4k", what, n);
+	result("sweep", name, ns / 1000, "us/page");
+	unmap_pages(p, len);
+	return 0;
+}
+
+/* Batches of 1 to 4096 pages, 4 KiB and THP: backend and correct floor per page. */
+static int cmd_sweep(void)
+{
+	static const unsigned long sizes[] = { 1, 8, 64, 512, 4096 };
+
+	for (int thp = 0; thp <= 1; thp++)
+		for (unsigned int s = 0; s < ARRAY_SIZE(sizes); s++)
+			for (int rep = 0; rep < 10; rep++)
+				if (sweep_one(rep % 4 == 1 || rep % 4 == 2 ? "floor_batch" :
+					      "backend_batch", sizes[s], thp))
+					return 1;
+	return 0;
+}
+
+/* test_hmm's two copies of a page per grant (device page to bounce, bounce to user). */
+static double copy_us(char *from, char *bounce, char *to)
+{
+	double t = now_us();
+
+	memcpy(bounce, from, NPAGES * PAGE_SZ);
+	memcpy(to, bounce, NPAGES * PAGE_SZ);
+	asm volatile("" : : "r"(to) : "memory");
+	return (now_us() - t) / NPAGES;
+}
+
+/*
+ * vsvm against test_hmm, 512 pages per call, alternating which goes first,
+ * each variant on a fresh buffer checked to be in the same THP state.
+ * test_hmm copies every page twice on top of granting it (into its bounce
+ * buffer, then to the caller): that copy is timed alone and subtracted for
+ * the "nocopy" figure, an estimate (the kernel copy is not the user one).
+ */
 static int cmd_grant(void)
 {
 	int fd = vsvm_open(0), hmm = open("/dev/hmm_dmirror0", O_RDWR);
-	char *mirror = malloc(NPAGES * PAGE_SZ);
+	char *mirror = malloc(NPAGES * PAGE_SZ), *bounce = malloc(NPAGES * PAGE_SZ);
 
-	if (fd < 0 || hmm < 0 || !mirror)
+	if (fd < 0 || hmm < 0 || !mirror || !bounce)
 		return 1;
 	for (int thp = 0; thp <= 1; thp++) {
-		char *p = map_pages(NPAGES, thp);
 		const char *kind = thp ? "thp" : "4k";
-		char name[32];
-		double t;
 
-		for (int rep = 0; rep < 3; rep++) {
-			struct hmm_dmirror_cmd c = { .addr = (uintptr_t)p, .ptr = (uintptr_t)mirror,
-						     .npages = NPAGES };
+		for (int rep = 0; rep < 10; rep++) {
+			const char *order = rep % 2 ? "hmm-first" : "vsvm-first";
 
-			t = now_us();
-			if (vsvm_prefetch(fd, p, NPAGES))
-				return 1;
-			snprintf(name, sizeof(name), "vsvm-%s", kind);
-			result("grant", name, (now_us() - t) / NPAGES, "us/page");
-			touch(p, NPAGES);
-			t = now_us();
-			if (ioctl(hmm, HMM_DMIRROR_EXCLUSIVE, &c))
-				return 1;
-			snprintf(name, sizeof(name), "test_hmm-%s", kind);
-			result("grant", name, (now_us() - t) / NPAGES, "us/page");
-			touch(p, NPAGES);
+			for (int k = 0; k < 2; k++) {
+				int vsvm = (rep + k) % 2 == 0;
+				char *p = map_pages(NPAGES, thp), name[48];
+				struct hmm_dmirror_cmd c = { .addr = (uintptr_t)p,
+							     .ptr = (uintptr_t)mirror,
+							     .npages = NPAGES };
+				double t, us;
+
+				if (!p || !thp_state(p, NPAGES, thp))
+					return 1;
+				t = now_us();
+				if (vsvm ? vsvm_prefetch(fd, p, NPAGES) :
+					   ioctl(hmm, HMM_DMIRROR_EXCLUSIVE, &c))
+					return 1;
+				us = (now_us() - t) / NPAGES;
+				snprintf(name, sizeof(name), "%s:%s:%s", vsvm ? "vsvm" : "test_hmm",
+					 kind, order);
+				result("grant", name, us, "us/page");
+				if (!vsvm) {
+					snprintf(name, sizeof(name), "test_hmm-nocopy:%s:%s", kind,
+						 order);
+					result("grant", name, us - copy_us(p, bounce, mirror),
+					       "us/page");
+				}
+				touch(p, NPAGES);
+				unmap_pages(p, NPAGES);
+			}
 		}
 	}
 	return 0;
@@ -185,7 +281,7 @@ static int cmd_single(const char *variant)
 
 	if (fd < 0 || !p)
 		return 1;
-	for (int rep = 0; rep < 3; rep++) {
+	for (int rep = 0; rep < 5; rep++) {
 		double us = fault_each(fd, p);
 
 		if (us < 0)
@@ -199,36 +295,47 @@ static int cmd_single(const char *variant)
 static int cmd_batch(void)
 {
 	int fd = vsvm_open(0);
-	char *p = map_pages(NPAGES, 1);
 
-	if (fd < 0 || !p)
+	if (fd < 0)
 		return 1;
-	for (int rep = 0; rep < 3; rep++) {
-		double us = fault_each(fd, p), t;
+	for (int rep = 0; rep < 6; rep++) {
+		for (int k = 0; k < 2; k++) {
+			int each = (rep + k) % 2 == 0;
+			char *p = map_pages(NPAGES, 1);
+			double us, t;
 
-		if (us < 0)
-			return 1;
-		result("batching", "512x1", us, "us/page");
-		touch(p, NPAGES);
-		t = now_us();
-		if (vsvm_prefetch(fd, p, NPAGES))
-			return 1;
-		result("batching", "1x512", (now_us() - t) / NPAGES, "us/page");
-		touch(p, NPAGES);
+			if (!p || !thp_state(p, NPAGES, 1))
+				return 1;
+			t = now_us();
+			if (each)
+				us = fault_each(fd, p);
+			else
+				us = vsvm_prefetch(fd, p, NPAGES) ? -1 : (now_us() - t) / NPAGES;
+			if (us < 0)
+				return 1;
+			result("batching", each ? "512x1" : "1x512", us, "us/page");
+			touch(p, NPAGES);
+			unmap_pages(p, NPAGES);
+		}
 	}
 	return 0;
 }
 
 static int stop_flag;
 
-struct noise { int fd; uint64_t *q; };
+struct noise {
+	int fd;
+	uint64_t *q;
+	unsigned long gpu_ops, cpu_ops;
+};
 
 static void *noise_gpu(void *arg)
 {
 	struct noise *n = arg;
 
 	while (!__atomic_load_n(&stop_flag, __ATOMIC_RELAXED))
-		vsvm_add64(n->fd, n->q, 1);
+		if (!vsvm_add64(n->fd, n->q, 1))
+			__atomic_fetch_add(&n->gpu_ops, 1, __ATOMIC_RELAXED);
 	return NULL;
 }
 
@@ -238,37 +345,53 @@ static void *noise_cpu(void *arg)
 
 	while (!__atomic_load_n(&stop_flag, __ATOMIC_RELAXED)) {
 		__atomic_fetch_add(n->q, 1, __ATOMIC_SEQ_CST);
+		__atomic_fetch_add(&n->cpu_ops, 1, __ATOMIC_RELAXED);
 		sched_yield();
 	}
 	return NULL;
 }
 
+/*
+ * Faults on page P while another GPU and the CPU ping-pong page P + 1 of the
+ * same THP (and chunk): the retries per fault, and the neighbours' operations
+ * during the measured faults, which show they really ran.
+ */
 static int cmd_noise(void)
 {
 	int fd0 = vsvm_open(0), fd1 = vsvm_open(1);
 	uint64_t *p = map_pages(NPAGES, 1);
-	struct drm_vsvm_stats a, b;
-	struct noise n;
+	struct noise n = { .fd = fd1, .q = p + PAGE_SZ / 8 };
 	pthread_t t[2];
-	int faults = 2000;
+	const int faults = 1000;
 
 	if (fd0 < 0 || fd1 < 0 || !p)
 		return 1;
-	n = (struct noise){ .fd = fd1, .q = p + PAGE_SZ / 8 };
+	__atomic_store_n(&stop_flag, 0, __ATOMIC_RELAXED);
 	pthread_create(&t[0], NULL, noise_gpu, &n);
 	pthread_create(&t[1], NULL, noise_cpu, &n);
-	vsvm_stats(fd0, &a);
-	for (int i = 0; i < faults; i++) {
-		if (vsvm_add64(fd0, p, 1))
-			return 1;
-		p[0]++;	/* the CPU takes P back: the next op faults again */
+	for (int rep = 0; rep < 5; rep++) {
+		struct drm_vsvm_stats a, b;
+		unsigned long gpu0, cpu0;
+
+		vsvm_stats(fd0, &a);
+		gpu0 = __atomic_load_n(&n.gpu_ops, __ATOMIC_RELAXED);
+		cpu0 = __atomic_load_n(&n.cpu_ops, __ATOMIC_RELAXED);
+		for (int i = 0; i < faults; i++) {
+			if (vsvm_add64(fd0, p, 1))
+				return 1;
+			p[0]++;	/* the CPU takes P back: the next op faults again */
+		}
+		vsvm_stats(fd0, &b);
+		result("noise", "retries-per-fault", (double)(b.retries - a.retries) /
+		       (double)(b.faults - a.faults), "ratio");
+		result("noise", "neighbour-gpu-ops",
+		       __atomic_load_n(&n.gpu_ops, __ATOMIC_RELAXED) - gpu0, "ops");
+		result("noise", "neighbour-cpu-ops",
+		       __atomic_load_n(&n.cpu_ops, __ATOMIC_RELAXED) - cpu0, "ops");
 	}
-	vsvm_stats(fd0, &b);
 	__atomic_store_n(&stop_flag, 1, __ATOMIC_RELAXED);
 	pthread_join(t[0], NULL);
 	pthread_join(t[1], NULL);
-	result("noise", "retries-per-fault", (double)(b.retries - a.retries) /
-	       (double)(b.faults - a.faults), "ratio");
 	return 0;
 }
 
@@ -370,9 +493,12 @@ int main(int argc, char **argv)
 		return cmd_batch();
 	if (argc >= 2 && !strcmp(argv[1], "noise"))
 		return cmd_noise();
+	if (argc >= 2 && !strcmp(argv[1], "sweep"))
+		return cmd_sweep();
 	if (argc >= 6 && !strcmp(argv[1], "contention"))
 		return cmd_contention(atoi(argv[2]), atoi(argv[3]), strtoul(argv[4], NULL, 0),
 				      argv[5]);
-	fprintf(stderr, "usage: svm_bench floor|grant|single VARIANT|batch|noise|contention ...\n");
+	fprintf(stderr, "usage: svm_bench floor|grant|single VARIANT|batch|noise|sweep|\n"
+		"	contention NDEV NCPU PAGES VARIANT\n");
 	return 2;
 }

@@ -1,17 +1,86 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
 """Summarises the BENCH lines of `make bench`: medians and spreads of each
-variant, and the ratios each figure compares.  Writes the raw and summarised
-numbers as JSON.  Usage: bench.py RESULTS.csv RESULTS.json"""
+variant, every target with its measured ratio and whether it is met, the
+scaling sweep, and an SVG plot.  Writes the raw numbers as JSON and the
+results page as Markdown.  Usage: bench.py RESULTS.csv RESULTS.json RESULTS.md"""
 
+import datetime
 import json
 import statistics
 import sys
 from collections import defaultdict
 
+SIZES = [1, 8, 64, 512, 4096]
 
-def plot(runs, path):
-    """Contention throughput and fairness against the number of GPUs, as SVG."""
+
+class Runs:
+    def __init__(self, path):
+        self.values = defaultdict(list)
+        self.units = {}
+        with open(path) as f:
+            for line in f:
+                _, fig, variant, value, unit = line.strip().split(",")
+                self.values[(fig, variant)].append(float(value))
+                self.units[(fig, variant)] = unit
+
+    def get(self, fig, variant):
+        return self.values.get((fig, variant), [])
+
+    def med(self, fig, variant):
+        v = self.get(fig, variant)
+        return statistics.median(v) if v else float("nan")
+
+    def spread(self, fig, variant):
+        v = self.get(fig, variant)
+        return f"{min(v):.2f}-{max(v):.2f}" if v else "-"
+
+    def cell(self, fig, variant):
+        """Median (spread, runs) of a variant, for the tables."""
+        return f"{self.med(fig, variant):.2f} ({self.spread(fig, variant)}, n={len(self.get(fig, variant))})"
+
+
+def targets(r):
+    """(figure, measured, how it is computed, target text, met) for every target."""
+    rows = []
+
+    def ratio(fig, a, b, what, op, limit):
+        ma, mb = r.med(fig, a), r.med(fig, b)
+        value = ma / mb if mb else float("nan")
+        met = value <= limit if op == "<=" else value >= limit
+        unit = r.units.get((fig, a), "")
+        rows.append((what, value, f"{r.cell(fig, a)} / {r.cell(fig, b)} {unit}", f"{op} {limit}",
+                     met))
+
+    ratio("floor", "backend", "floor", "single-page atomic_fault / correct floor", "<=", 1.25)
+    ratio("floor", "backend_batch", "floor_batch",
+          "512-page batch / correct floor (batch), per page", "<=", 1.15)
+    ratio("batching", "512x1", "1x512", "512 single-page faults / one 512-page batch (THP)",
+          ">=", 2.0)
+    for kind in ("4k", "thp"):
+        for order in ("vsvm-first", "hmm-first"):
+            ratio("grant", f"vsvm:{kind}:{order}", f"test_hmm:{kind}:{order}",
+                  f"vsvm / test_hmm EXCLUSIVE, {kind}, {order}", "<=", 0.33)
+    noise = r.get("noise", "retries-per-fault")
+    worst = max(noise) if noise else float("nan")
+    rows.append(("retries per fault on P while P+1 ping-pongs", worst,
+                 f"worst of {len(noise)} runs; neighbours did "
+                 f"{r.med('noise', 'neighbour-gpu-ops'):.0f} GPU and "
+                 f"{r.med('noise', 'neighbour-cpu-ops'):.0f} CPU ops per run (median)",
+                 "<= 0.01", worst <= 0.01))
+    for n in (2, 4, 8):
+        runs = r.get("contention-fairness", f"res5000:{n}gpu+0cpu:1pages")
+        worst = min(runs) if runs else float("nan")
+        rows.append((f"{n} devices on one page, min/max progress (residency on)", worst,
+                     f"worst of {len(runs)} runs: " + ", ".join(f"{v:.2f}" for v in runs),
+                     ">= 0.5 every run", bool(runs) and worst >= 0.5))
+    ratio("contention-opss", "res5000:8gpu+0cpu:1pages", "res0:8gpu+0cpu:1pages",
+          "8 devices on one page, throughput with residency / without", ">=", 2.0)
+    return rows
+
+
+def plot(r, path):
+    """Per-page cost against batch size, and contention against devices, as SVG."""
     try:
         import matplotlib
 
@@ -21,92 +90,126 @@ def plot(runs, path):
     except ImportError:
         print("(matplotlib missing: no plot)")
         return False
+    fig_, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(16, 4.5))
+    for kind in ("4k", "thp"):
+        for what, style in (("backend_batch", "-"), ("floor_batch", "--")):
+            xs = [n for n in SIZES if r.get("sweep", f"{kind}:{what}:{n}")]
+            ax0.plot(xs, [r.med("sweep", f"{kind}:{what}:{n}") for n in xs], style, marker="o",
+                     label=f"{what.split('_')[0]}, {kind}")
+    ax0.set(xlabel="pages per fault", ylabel="us per page", xscale="log",
+            title="grant cost per page")
+    ax0.legend(fontsize=7)
     series = defaultdict(dict)
-    for (fig, name), values in runs.items():
+    for (fig, name), values in r.values.items():
         if not fig.startswith("contention-"):
             continue
         policy, who, pages = name.split(":")
         gpus, cpus = who.split("gpu+")
-        key = f"{policy} {cpus}, {pages}"
-        series[(fig, key)][int(gpus)] = statistics.median(values)
-    fig_, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+        series[(fig, f"{policy} {cpus}, {pages}")][int(gpus)] = statistics.median(values)
     for (fig, key), points in sorted(series.items()):
         xs = sorted(points)
-        if fig == "contention-opss":
-            ax1.plot(xs, [points[x] for x in xs], marker="o", label=key)
-        elif fig == "contention-fairness":
-            ax2.plot(xs, [points[x] for x in xs], marker="o", label=key)
-    ax1.set(xlabel="GPUs", ylabel="atomic ops/s (all participants)", xscale="log", yscale="log",
-            title="throughput")
+        ax = {"contention-opss": ax1, "contention-fairness": ax2}.get(fig)
+        if ax:
+            ax.plot(xs, [points[x] for x in xs], marker="o", label=key)
+    ax1.set(xlabel="GPUs", ylabel="atomic ops/s (all participants)", xscale="log",
+            yscale="log", title="contention throughput")
     ax2.set(xlabel="GPUs", ylabel="min/max progress", xscale="log", title="fairness")
     for ax in (ax1, ax2):
         ax.set_xticks([1, 2, 4, 8], labels=["1", "2", "4", "8"])
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    for ax in (ax0, ax1, ax2):
         ax.grid(True, alpha=0.3)
     ax2.legend(fontsize=7, loc="best")
-    fig_.suptitle("vsvm contention (res0: no residency, res5000: 5 ms; cpu threads; pages)")
     fig_.tight_layout()
     fig_.savefig(path)
     return True
 
 
-def main():
-    csv_path, json_path = sys.argv[1], sys.argv[2]
-    runs = defaultdict(list)
-    units = {}
-    with open(csv_path) as f:
-        for line in f:
-            _, fig, variant, value, unit = line.strip().split(",")
-            runs[(fig, variant)].append(float(value))
-            units[(fig, variant)] = unit
-
-    def med(fig, variant):
-        v = runs.get((fig, variant))
-        return statistics.median(v) if v else float("nan")
-
-    def spread(fig, variant):
-        v = runs.get((fig, variant), [])
-        return f"{min(v):.2f}-{max(v):.2f}" if v else "-"
-
-    print("figure                     compared                                  median (spread)               ratio")
-    def row(fig, label, a, b, target):
-        ma, mb = med(fig, a), med(fig, b)
-        ratio = ma / mb if mb else float("nan")
-        u = units.get((fig, a), "")
-        print(f"{fig:<26} {a} vs {b:<22} {ma:8.2f} ({spread(fig, a)}) vs {mb:8.2f} ({spread(fig, b)}) {u}  {ratio:6.2f}x  (target {target})")
-
-    row("floor", "backend vs bare", "backend", "bare", "<= 1.25")
-    row("grant", "vsvm vs C, 4 KiB", "vsvm-4k", "test_hmm-4k", "<= 0.25")
-    row("grant", "vsvm vs C, THP", "vsvm-thp", "test_hmm-thp", "<= 0.25")
-    row("notifiers", "per-fault vs long-lived", "per-fault", "long-lived", ">= 2")
-    row("batching", "512 x 1 page vs 1 x 512", "512x1", "1x512", ">= 3")
-    phases = [(v, med("profile", v)) for (fig, v) in runs if fig == "profile"]
+def report(r):
+    """The results page, as Markdown lines."""
+    out = []
+    out.append("| target | measured | from (median (spread, runs)) | target | met |")
+    out.append("|---|---|---|---|---|")
+    for what, value, how, target, met in targets(r):
+        out.append(f"| {what} | {value:.3f} | {how} | {target} | {'met' if met else 'NOT met'} |")
+    out.append("")
+    out.append("In-kernel grant cost, us per page (512 pages of 4 KiB; `bare`: no notifier, no "
+               "device page table, not a correct driver):")
+    out.append("")
+    out.append("| loop | us/page |")
+    out.append("|---|---|")
+    for v in ("bare", "floor", "floor_batch", "backend", "backend_batch"):
+        out.append(f"| {v} | {r.cell('floor', v)} |")
+    out.append("")
+    out.append("CPU touch of a page the device holds, us per page: "
+               f"through the backend's revocation {r.cell('revoke', 'backend')}, "
+               f"restoring a bare exclusive entry (no notifier) {r.cell('revoke', 'bare')}, "
+               f"ratio {r.med('revoke', 'backend') / r.med('revoke', 'bare'):.2f}.")
+    out.append("")
+    out.append("test_hmm copies each page twice besides granting it; without that copy "
+               "(timed alone in user space and subtracted, an estimate): " +
+               ", ".join(f"{k} {o} {r.med('grant', f'test_hmm-nocopy:{k}:{o}'):.2f} us/page "
+                         f"(vsvm/that {r.med('grant', f'vsvm:{k}:{o}') / r.med('grant', f'test_hmm-nocopy:{k}:{o}'):.2f})"
+                         for k in ("4k", "thp") for o in ("vsvm-first", "hmm-first")) + ".")
+    out.append("")
+    out.append("Per-fault notifiers (nouveau) / long-lived ones, 512 single-page faults: "
+               f"{r.med('notifiers', 'per-fault') / r.med('notifiers', 'long-lived'):.2f}x "
+               f"({r.cell('notifiers', 'per-fault')} vs {r.cell('notifiers', 'long-lived')} us).")
+    out.append("")
+    phases = [(v, r.med("profile", v)) for (fig, v) in r.values if fig == "profile"]
     if phases:
         total = sum(t for _, t in phases)
-        print("profile of a single-page backend fault (us per page): " +
-              ", ".join(f"{v.removesuffix('_ns_per_page')} {t:.2f} ({100 * t / total:.0f}%)"
-                        for v, t in phases))
-    print(f"{'noise':<26} retries per fault on P while P+1 ping-pongs: "
-          f"{med('noise', 'retries-per-fault'):.4f} (target ~0)")
-    print()
-    print("contention (0.4 s per run; res0 = no residency policy, res5000 = 5 ms)")
-    print(f"{'variant':<30} {'ops/s':>10} {'min/max':>8} {'retries/op':>11} {'revoked/op':>11}")
-    names = sorted({v for (fig, v) in runs if fig == "contention-opss"},
-                   key=lambda n: (n.split(":")[0], int(n.split(":")[1].split("gpu")[0]), n))
+        out.append("Profile of a single-page backend fault (us per page): " +
+                   ", ".join(f"{v.removesuffix('_ns_per_page')} {t:.2f} ({100 * t / total:.0f}%)"
+                             for v, t in phases) + ".")
+        out.append("")
+    out.append("Scaling: per page, backend batch / correct floor batch:")
+    out.append("")
+    out.append("| pages | " + " | ".join(f"{k} backend | {k} floor | {k} ratio" for k in ("4k", "thp")) + " |")
+    out.append("|---|" + "---|" * 6)
+    for n in SIZES:
+        cells = []
+        for k in ("4k", "thp"):
+            b, f = r.med("sweep", f"{k}:backend_batch:{n}"), r.med("sweep", f"{k}:floor_batch:{n}")
+            cells += [f"{b:.2f}", f"{f:.2f}", f"{b / f:.2f}"]
+        out.append(f"| {n} | " + " | ".join(cells) + " |")
+    out.append("")
+    out.append("Contention (0.4 s per run; res0 = no residency policy, res5000 = 5 ms; medians):")
+    out.append("")
+    out.append("| variant | ops/s | per device | min/max | retries/op | revoked/op |")
+    out.append("|---|---|---|---|---|---|")
+    names = sorted({v for (fig, v) in r.values if fig == "contention-opss"},
+                   key=lambda n: (n.split(":")[0], n.split(":")[2], n.split(":")[1].split("gpu")[1],
+                                  int(n.split(":")[1].split("gpu")[0])))
     for n in names:
-        print(f"{n:<30} {med('contention-opss', n):10.0f} {med('contention-fairness', n):8.2f} "
-              f"{med('contention-retries', n):11.4f} {med('contention-revocations', n):11.4f}")
+        gpus = int(n.split(":")[1].split("gpu")[0])
+        ops = r.med("contention-opss", n)
+        out.append(f"| {n} | {ops:.0f} | {ops / gpus:.0f} | {r.med('contention-fairness', n):.2f} | "
+                   f"{r.med('contention-retries', n):.4f} | {r.med('contention-revocations', n):.4f} |")
+    return out
 
+
+def main():
+    csv_path, json_path, md_path = sys.argv[1], sys.argv[2], sys.argv[3]
+    r = Runs(csv_path)
+    lines = report(r)
+    print("\n".join(lines))
     svg = json_path.rsplit(".", 1)[0] + ".svg"
-    if plot(runs, svg):
-        print(f"plot: {svg}")
-
-    out = {f"{fig}/{variant}": {"unit": units[(fig, variant)], "values": v,
+    if plot(r, svg):
+        print(f"\nplot: {svg}")
+    with open(md_path, "w") as f:
+        f.write("# svm-atomic benchmark results\n\n")
+        f.write(f"Generated by `make bench` on {datetime.date.today().isoformat()} "
+                "(one boot of the benchmark kernel, TCG, 2 vCPUs; ratios are measured side "
+                "by side in that boot; absolute times move 10-20% between runs).\n\n")
+        f.write("\n".join(lines) + "\n")
+    out = {f"{fig}/{variant}": {"unit": r.units[(fig, variant)], "values": v,
                                  "median": statistics.median(v)}
-           for (fig, variant), v in runs.items()}
+           for (fig, variant), v in r.values.items()}
     with open(json_path, "w") as f:
         json.dump(out, f, indent=1)
-    print(f"\nraw numbers: {csv_path}, {json_path}")
+    print(f"\nraw numbers: {csv_path}, {json_path}; results page: {md_path}")
+    return 0
 
 
 if __name__ == "__main__":

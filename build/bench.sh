@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # `make bench`: boots the kernel once and runs every benchmark figure with
-# its variants alternated (bench/run.sh), then prints medians, spreads and
-# ratios (build/bench.py).  Raw numbers: $OUT/bench/results.csv and .json.
+# its variants alternated (bench/run.sh), then prints every target with its
+# measured ratio, the scaling sweep and the contention table (build/bench.py),
+# and rewrites bench/RESULTS.md from them.  Raw numbers and the plot:
+# $OUT/bench/results.csv, .json and .svg.
 
 . "$(dirname "$0")/lib.sh"
 
@@ -11,10 +13,6 @@
 # build directory; the first `make bench` builds it, about 8 minutes).
 export SVM_PROFILE=bench
 "$TOP/build/setup.sh"
-# The plot needs matplotlib (from PyPI).
-python3 -c 'import matplotlib' 2>/dev/null ||
-	python3 -m pip install --quiet matplotlib >&2 ||
-	log "matplotlib could not be installed: no plot"
 OUT=$("$TOP/build/kernel.sh")
 mkdir -p "$OUT/svm-bench" "$OUT/svm-empty" "$OUT/logs" "$OUT/bench"
 gcc -O2 -static -pthread -Wall -Werror -isystem "$OUT/usr/include" -I "$SRC/lib" \
@@ -30,4 +28,7 @@ if grep BENCH-ERROR "$LOG"; then
 	die "a benchmark failed (log: $LOG)"
 fi
 grep -a '^BENCH,' "$LOG" | tr -d '\r' > "$OUT/bench/results.csv"
-python3 "$TOP/build/bench.py" "$OUT/bench/results.csv" "$OUT/bench/results.json"
+# Debian's python3, which has the python3-matplotlib that setup.sh installed.
+/usr/bin/python3 "$TOP/build/bench.py" "$OUT/bench/results.csv" "$OUT/bench/results.json" \
+	"$TOP/bench/RESULTS.md"
+log "results page: bench/RESULTS.md"

@@ -12,6 +12,8 @@ BINDGEN_VERSION=0.72.1
 PKGS=(rustc-web rust-web-src rust-web-clippy rustfmt-web libclang1-19
       qemu-system-x86 busybox-static flex bison bc cpio libelf-dev libssl-dev
       ccache patch rsync python3 xz-utils gcc make perl)
+# `make bench` plots with Debian's matplotlib (for /usr/bin/python3).
+[ "${SVM_PROFILE:-test}" = bench ] && PKGS+=(python3-matplotlib)
 
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -3,11 +3,24 @@
 //! `vsvm/bench_floor` in debugfs (`CONFIG_DRM_VSVM_BENCH`, off by default): the per-page cost
 //! of granting measured in the kernel, for `make bench`, on the writer's own memory.
 //!
-//! Writing `floor ADDR NPAGES` times a bare loop of `make_device_exclusive()` and release over
-//! the pages (one mmap lock for the loop); `backend ADDR NPAGES` times single-page
-//! `atomic_fault()` calls of a fresh context; `profile ADDR NPAGES` does the same with the
-//! context's phase timing on and reports the time per phase. Reading gives the last results in ns per page.
-//! The writer must give the pages back to the CPU (touch them) between runs.
+//! Writing `COMMAND ADDR NPAGES` times one way of granting pages `[ADDR, ADDR + NPAGES pages)`:
+//!
+//! - `bare`: `make_device_exclusive()` and release, one mmap read lock for the loop; no
+//!   notifier, no device page table: not something a correct driver can do;
+//! - `floor`, `floor_batch`: the cheapest loop a correct driver can run per page: a registered
+//!   interval notifier whose callback only takes the driver lock and publishes the sequence
+//!   (but not for the device's own grant: its `MMU_NOTIFY_EXCLUSIVE`, and what the granting
+//!   task invalidates inside `make_device_exclusive()`, such as a PMD split, or every retry
+//!   would fault back the entry the previous attempt made), then per page `read_begin`,
+//!   `make_device_exclusive()`, the lock, `read_retry`, one store into a preallocated PTE
+//!   array, unlock, folio unlock and put; `floor` takes the mmap read lock per page,
+//!   `floor_batch` once for the loop;
+//! - `backend`, `backend_batch`: a fresh [`SvmContext`] granting the pages one fault each, or
+//!   in one fault;
+//! - `profile`: `backend` with the context's phase timing on.
+//!
+//! Reading gives the last result of each in ns per page. The writer gives the pages back to
+//! the CPU (touches them) between runs.
 
 use core::fmt;
 use kernel::{
@@ -16,13 +29,28 @@ use kernel::{
         Phase,
         SvmContext, //
     },
-    mm::mmu_notifier::Owner,
+    mm::{
+        mmu_notifier::{
+            Event,
+            InvalidateSeq,
+            MmuIntervalNotifier,
+            MmuIntervalNotifierOps,
+            Owner,
+            Range, //
+        },
+        MmWithUser,
+    },
+    new_mutex,
     page::PAGE_SIZE,
     prelude::*,
-    sync::atomic::{
-        Atomic,
-        Relaxed, //
+    sync::{
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        Mutex,
     },
+    task::Task,
     time::{
         Instant,
         Monotonic, //
@@ -35,27 +63,66 @@ use crate::pt::{
     VsvmSvm, //
 };
 
+/// The measurements, in the order they are reported.
+const NAMES: [&str; 5] = ["bare", "floor", "floor_batch", "backend", "backend_batch"];
+
+/// Most pages one measurement may cover.
+const MAX_PAGES: usize = 4096;
+
 /// The last results.
 pub(crate) struct Bench {
-    floor_ns: Atomic<u64>,
-    backend_ns: Atomic<u64>,
+    ns: [Atomic<u64>; NAMES.len()],
     /// Per-page time of each phase of the last `profile` run.
     phase_ns: [Atomic<u64>; Phase::COUNT],
+}
+
+/// The correct floor's notifier: what any driver's callback must do at least.
+#[pin_data]
+struct FloorNotifier {
+    owner: Owner,
+    /// The task inside `make_device_exclusive()`, or 0.
+    granting: Atomic<usize>,
+    /// The driver lock the grant's commit and the callback share.
+    #[pin]
+    lock: Mutex<()>,
+}
+
+impl MmuIntervalNotifierOps for FloorNotifier {
+    fn invalidate(n: &MmuIntervalNotifier<Self>, range: &Range, seq: InvalidateSeq<'_>) -> bool {
+        let data = n.data();
+        // Its own grant, as nouveau filters it: retrying for it would livelock.
+        if range.event() == Event::Exclusive && range.owner() == Some(data.owner)
+            || data.granting.load(Relaxed) == Task::current_raw() as usize
+        {
+            seq.reader_own();
+            return true;
+        }
+        let _guard = if range.is_blockable() {
+            data.lock.lock()
+        } else {
+            match data.lock.try_lock() {
+                Some(guard) => guard,
+                None => return false,
+            }
+        };
+        seq.set();
+        true
+    }
 }
 
 impl Bench {
     pub(crate) fn new() -> Self {
         Self {
-            floor_ns: Atomic::new(0),
-            backend_ns: Atomic::new(0),
+            ns: [const { Atomic::new(0) }; NAMES.len()],
             phase_ns: [const { Atomic::new(0) }; Phase::COUNT],
         }
     }
 
     /// Reads the debugfs file.
     pub(crate) fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "floor_ns_per_page: {}", self.floor_ns.load(Relaxed))?;
-        writeln!(f, "backend_ns_per_page: {}", self.backend_ns.load(Relaxed))?;
+        for (name, ns) in NAMES.iter().zip(&self.ns) {
+            writeln!(f, "{name}_ns_per_page: {}", ns.load(Relaxed))?;
+        }
         for (i, phase) in Phase::ALL.iter().enumerate() {
             let ns = self.phase_ns[i].load(Relaxed);
             writeln!(f, "phase_{}_ns_per_page: {ns}", phase.name())?;
@@ -70,56 +137,136 @@ impl Bench {
         reader.read_slice(&mut buf[..len])?;
         let text = core::str::from_utf8(&buf[..len]).map_err(|_| EINVAL)?;
         let mut words = text.split_whitespace();
-        let (what, addr, npages) = (words.next(), words.next(), words.next());
+        let (what, addr, npages) = (words.next().ok_or(EINVAL)?, words.next(), words.next());
         let addr = parse(addr.ok_or(EINVAL)?)?;
         let npages = parse(npages.ok_or(EINVAL)?)?;
-        if npages == 0 || npages > 4096 || addr % PAGE_SIZE != 0 {
+        if npages == 0 || npages > MAX_PAGES || addr % PAGE_SIZE != 0 {
             return Err(EINVAL);
         }
-        // The loops below add up to `npages` pages to `addr`.
-        npages
-            .checked_mul(PAGE_SIZE)
-            .and_then(|len| addr.checked_add(len))
-            .ok_or(EINVAL)?;
+        // The loops below add up to `npages - 1` pages to `addr`.
+        addr.checked_add((npages - 1) * PAGE_SIZE).ok_or(EINVAL)?;
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
         let owner = Owner::from_ptr(self);
-        let start;
-        match what {
-            Some("floor") => {
-                let lock = mm.mmap_read_lock();
-                start = Instant::<Monotonic>::now();
-                for i in 0..npages {
-                    drop(lock.make_device_exclusive(addr + i * PAGE_SIZE, owner)?);
-                }
-                let ns = start.elapsed().as_nanos() as u64;
-                self.floor_ns.store(ns / npages as u64, Relaxed);
-            }
-            Some(what @ ("backend" | "profile")) => {
-                let profile = what == "profile";
-                let mut config = Config::new(owner);
-                config.profile = profile;
-                let ctx = KBox::pin_init(
-                    SvmContext::<VsvmSvm>::new(mm, PageTable::new(), config),
-                    GFP_KERNEL,
-                )?;
-                start = Instant::<Monotonic>::now();
-                for i in 0..npages {
-                    ctx.atomic_fault(addr + i * PAGE_SIZE, 1)?;
-                }
-                let ns = start.elapsed().as_nanos() as u64;
-                if profile {
-                    let phases = ctx.stats().snapshot().phase_ns;
-                    for (slot, total) in self.phase_ns.iter().zip(phases) {
-                        slot.store(total / npages as u64, Relaxed);
-                    }
-                } else {
-                    self.backend_ns.store(ns / npages as u64, Relaxed);
-                }
+        let ns = match what {
+            "bare" => Self::bare(mm, owner, addr, npages)?,
+            "floor" => Self::floor(mm, owner, addr, npages, false)?,
+            "floor_batch" => Self::floor(mm, owner, addr, npages, true)?,
+            "backend" | "profile" => self.backend(mm, owner, addr, npages, what == "profile")?,
+            "backend_batch" => {
+                let ctx = Self::context(mm, owner, false)?;
+                let start = Instant::<Monotonic>::now();
+                ctx.atomic_fault(addr, npages)?;
+                start.elapsed().as_nanos() as u64
             }
             _ => return Err(EINVAL),
+        };
+        if let Some(i) = NAMES.iter().position(|n| *n == what) {
+            self.ns[i].store(ns / npages as u64, Relaxed);
         }
         Ok(())
+    }
+
+    /// Time of the bare loop.
+    fn bare(mm: &MmWithUser, owner: Owner, addr: usize, npages: usize) -> Result<u64> {
+        let lock = mm.mmap_read_lock();
+        let start = Instant::<Monotonic>::now();
+        for i in 0..npages {
+            drop(lock.make_device_exclusive(addr + i * PAGE_SIZE, owner)?);
+        }
+        Ok(start.elapsed().as_nanos() as u64)
+    }
+
+    /// Time of the correct floor, the mmap lock taken per page or once (`batch`).
+    fn floor(
+        mm: &MmWithUser,
+        owner: Owner,
+        addr: usize,
+        npages: usize,
+        batch: bool,
+    ) -> Result<u64> {
+        let notifier = KBox::pin_init(
+            MmuIntervalNotifier::new(
+                mm,
+                addr,
+                npages * PAGE_SIZE,
+                try_pin_init!(FloorNotifier {
+                    owner,
+                    granting: Atomic::new(0),
+                    lock <- new_mutex!(()),
+                }? Error),
+            ),
+            GFP_KERNEL,
+        )?;
+        let mut ptes = KVec::with_capacity(npages, GFP_KERNEL)?;
+        ptes.resize(npages, 0usize, GFP_KERNEL)?;
+        let (lock, granting) = (&notifier.data().lock, &notifier.data().granting);
+        let me = Task::current_raw() as usize;
+        let start = Instant::<Monotonic>::now();
+        let mut batch_guard = batch.then(|| mm.mmap_read_lock());
+        for (i, pte) in ptes.iter_mut().enumerate() {
+            let page = addr + i * PAGE_SIZE;
+            loop {
+                let seq = notifier.read_begin();
+                let own_guard;
+                let guard = match &batch_guard {
+                    Some(g) => g,
+                    None => {
+                        own_guard = mm.mmap_read_lock();
+                        &own_guard
+                    }
+                };
+                granting.store(me, Relaxed);
+                let folio = guard.make_device_exclusive(page, owner);
+                granting.store(0, Relaxed);
+                let folio = folio?;
+                let _locked = lock.lock();
+                if notifier.read_retry(seq) {
+                    continue;
+                }
+                *pte = folio.pfn();
+                break;
+            }
+        }
+        batch_guard.take();
+        Ok(start.elapsed().as_nanos() as u64)
+    }
+
+    /// Time of single-page faults of a fresh context (with its phases, for `profile`).
+    fn backend(
+        &self,
+        mm: &MmWithUser,
+        owner: Owner,
+        addr: usize,
+        npages: usize,
+        profile: bool,
+    ) -> Result<u64> {
+        let ctx = Self::context(mm, owner, profile)?;
+        let start = Instant::<Monotonic>::now();
+        for i in 0..npages {
+            ctx.atomic_fault(addr + i * PAGE_SIZE, 1)?;
+        }
+        let ns = start.elapsed().as_nanos() as u64;
+        if profile {
+            let phases = ctx.stats().snapshot().phase_ns;
+            for (slot, total) in self.phase_ns.iter().zip(phases) {
+                slot.store(total / npages as u64, Relaxed);
+            }
+        }
+        Ok(ns)
+    }
+
+    fn context(
+        mm: &MmWithUser,
+        owner: Owner,
+        profile: bool,
+    ) -> Result<Pin<KBox<SvmContext<VsvmSvm>>>> {
+        let mut config = Config::new(owner);
+        config.profile = profile;
+        KBox::pin_init(
+            SvmContext::<VsvmSvm>::new(mm, PageTable::new(), config),
+            GFP_KERNEL,
+        )
     }
 }
 
