@@ -2,6 +2,7 @@
 
 //! The per-(device, mm) SVM context and its fault path.
 
+use super::stats::LATENCY_SAMPLE;
 use super::{
     granting::Granting,
     notifier::{
@@ -83,6 +84,10 @@ fn lock_classes() -> [(&'static CStr, Pin<&'static LockClassKey>); 3] {
 /// exists only for a chunk that held a granted page, charged to the process like any other.
 pub(super) const EMPTIED_MAX: usize = 32;
 
+/// Grant nodes a context keeps from revoked grants for the next ones, instead of freeing and
+/// allocating one per grant.
+const SPARE_NODES: usize = 16;
+
 /// No page is being granted.
 pub(super) const NO_PAGE: usize = usize::MAX;
 
@@ -104,6 +109,9 @@ pub(super) struct State<T: Driver> {
     pub(super) pt: T::PageTable,
     /// Granted pages by page index (`addr >> PAGE_SHIFT`).
     grants: RBTree<usize, Grant>,
+    /// Nodes of revoked grants, for the next grants (at most [`SPARE_NODES`]; the capacity is
+    /// allocated with the context, so keeping one never allocates).
+    spare: KVec<RBTreeNodeReservation<usize, Grant>>,
     /// The page whose grant is being made (or was last attempted), or [`NO_PAGE`]. Set under
     /// this lock before the fault's `read_begin()`, so that an invalidation callback either
     /// sees it or has deferred its sequence before that `read_begin()` (see the notifier).
@@ -136,7 +144,9 @@ impl<T: Driver> State<T> {
                 break;
             }
             let (next, node) = c.remove_current();
-            on_remove(node.to_key_value().0);
+            // Drops the grant (its folio reference) and keeps the node, if there is room.
+            let _ = self.spare.push_within_capacity(node.into_reservation());
+            on_remove(key);
             removed += 1;
             cursor = next;
         }
@@ -207,8 +217,9 @@ impl<T: Driver> SvmContext<T> {
         let (owner, residency) = (config.owner, config.residency.clone());
         let device_stats = config.device_stats.clone();
         let [pt_class, chunks_class, fault_class] = lock_classes();
+        let spare = KVec::with_capacity(SPARE_NODES, GFP_KERNEL_ACCOUNT);
         let shared = Arc::pin_init(
-            pin_init!(Shared {
+            try_pin_init!(Shared {
                 owner,
                 mm_key: mm.as_raw() as usize,
                 residency,
@@ -218,13 +229,14 @@ impl<T: Driver> SvmContext<T> {
                     State {
                         pt,
                         grants: RBTree::new(),
+                        spare: spare?,
                         granting: NO_PAGE,
                     },
                     pt_class.0,
                     pt_class.1,
                 ),
                 stats: Stats::new(device_stats),
-            }),
+            }? Error),
             GFP_KERNEL_ACCOUNT,
         );
         let mm: ARef<Mm> = ARef::from(&**mm);
@@ -275,9 +287,9 @@ impl<T: Driver> SvmContext<T> {
         let len = npages.checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
         addr.checked_add(len - 1).ok_or(EINVAL)?;
         let stats = &self.shared.stats;
-        stats.fault();
-        let start = Instant::<Monotonic>::now();
-        let mut prof = Profiler::new(stats, self.config.profile.then_some(start));
+        let sampled = stats.fault() % LATENCY_SAMPLE == 0 || self.config.profile;
+        let start = sampled.then(Instant::<Monotonic>::now);
+        let mut prof = Profiler::new(stats, start.filter(|_| self.config.profile));
         trace::fault_begin(self.shared.owner, addr, npages);
         let mm = self.mm.mmget_not_zero().ok_or(ESRCH)?;
         let _serial = self.fault_lock.lock();
@@ -317,7 +329,9 @@ impl<T: Driver> SvmContext<T> {
         if ret.is_err() {
             stats.error();
         }
-        stats.latency(start.elapsed());
+        if let Some(start) = start {
+            stats.latency(start.elapsed());
+        }
         trace::fault_end(self.shared.owner, addr, &ret);
         // Outside the fault lock: removing notifiers waits for the mm's invalidations.
         drop(_serial);
@@ -558,7 +572,7 @@ impl<T: Driver> SvmContext<T> {
             if started.is_some_and(|s| s.elapsed() > timeout) {
                 return Err(EBUSY);
             }
-            {
+            let spare = {
                 let mut state = shared.state.lock();
                 if state.grants.get(&(addr >> PAGE_SHIFT)).is_some() {
                     shared.stats.already_mapped();
@@ -566,9 +580,13 @@ impl<T: Driver> SvmContext<T> {
                 }
                 // Before `read_begin()`, under the lock: see `State::granting`.
                 state.granting = addr;
-            }
+                state.spare.pop()
+            };
             // Allocate before the page-table lock, which reclaim may need.
-            let reservation = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
+            let reservation = match spare {
+                Some(node) => node,
+                None => RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
+            };
             let pte = T::alloc_pte(addr)?;
             prof.mark(Phase::Prepare);
             let per_fault = match self.config.notifiers {
