@@ -607,16 +607,23 @@ impl<T: Driver> SvmContext<T> {
             };
             let seq_notifier: &ChunkNotifier<T> = per_fault.as_deref().unwrap_or(chunk);
             if let Some(residency) = &shared.residency {
-                if let Some(left) =
+                // Back off for the rest of the other device's slice, and then until the devices
+                // that came first had their turn, within our deadline.
+                let budget = started.map_or(timeout, |s| timeout - s.elapsed());
+                let mut waiting: Option<Instant<Monotonic>> = None;
+                while let Some(left) =
                     residency.remaining(shared.mm_key, addr >> PAGE_SHIFT, shared.owner_key())
                 {
-                    // Back off for the rest of the other device's slice, within our deadline.
-                    let budget = started.map_or(timeout, |s| timeout - s.elapsed());
-                    if budget > Delta::ZERO {
+                    let since = *waiting.get_or_insert_with(|| {
                         shared.stats.residency_wait();
-                        *lock = None;
-                        fsleep(if left < budget { left } else { budget });
+                        Instant::now()
+                    });
+                    let budget = budget - since.elapsed();
+                    if budget <= Delta::ZERO || fatal_signal_pending() {
+                        break;
                     }
+                    *lock = None;
+                    fsleep(if left < budget { left } else { budget });
                 }
             }
             // With the mmap lock still held from the previous page of a batch, this may wait

@@ -6,7 +6,8 @@
 //! may lose the page before it performed a single operation on it. A [`Residency`] shared by
 //! the contexts of several devices gives each grant a minimum time slice (Xe uses 5 ms for its
 //! atomics): a device that faults on a page another device was granted less than that long ago
-//! backs off for the rest of the slice first. The CPU is never delayed.
+//! backs off for the rest of the slice first, and devices waiting for one page take it in the
+//! order they came. The CPU is never delayed.
 
 use crate::{
     new_spinlock,
@@ -24,32 +25,106 @@ use crate::{
 
 const SLOTS: usize = 64;
 
+/// Devices that can wait for one page in turn; more wait without a place in the queue.
+const QUEUE: usize = 8;
+
+/// A device waiting for a page, and when it last asked.
+#[derive(Clone, Copy)]
+struct Waiter {
+    owner: usize,
+    seen: Instant<Monotonic>,
+}
+
 #[derive(Clone, Copy)]
 struct Slot {
     mm: usize,
     index: usize,
-    owner: usize,
-    at: Instant<Monotonic>,
+    /// The device granted the page last, and when; `None` once it lost the page.
+    holder: Option<(usize, Instant<Monotonic>)>,
+    /// Devices waiting for the page, in the order they came.
+    queue: [Option<Waiter>; QUEUE],
+}
+
+impl Slot {
+    fn new(mm: usize, index: usize) -> Self {
+        Self {
+            mm,
+            index,
+            holder: None,
+            queue: [None; QUEUE],
+        }
+    }
+
+    /// Drops waiters that stopped asking (their fault ended) for longer than `stale`.
+    fn prune(&mut self, stale: Delta) {
+        let mut live = [None; QUEUE];
+        let mut n = 0;
+        for w in self.queue.iter().flatten() {
+            if w.seen.elapsed() < stale {
+                live[n] = Some(*w);
+                n += 1;
+            }
+        }
+        self.queue = live;
+    }
+
+    /// Puts `owner` at the end of the queue, or refreshes its place (no room: it waits
+    /// without one, behind the queue).
+    fn wait(&mut self, owner: usize) {
+        let now = Instant::now();
+        for w in self.queue.iter_mut() {
+            match w {
+                Some(w) if w.owner == owner => {
+                    w.seen = now;
+                    return;
+                }
+                Some(_) => {}
+                None => {
+                    *w = Some(Waiter { owner, seen: now });
+                    return;
+                }
+            }
+        }
+    }
+
+    fn dequeue(&mut self, owner: usize) {
+        let mut rest = [None; QUEUE];
+        let mut n = 0;
+        for w in self.queue.iter().flatten() {
+            if w.owner != owner {
+                rest[n] = Some(*w);
+                n += 1;
+            }
+        }
+        self.queue = rest;
+    }
 }
 
 /// The residency policy shared by the contexts of cooperating devices.
 ///
 /// It remembers the last grant of up to 64 pages (a small hash table; a collision only
-/// forgets a residency early).
+/// forgets a residency early), and the devices waiting for each: when a slice ends, the
+/// device that has waited longest takes the page, so that devices contending for one page
+/// take turns instead of racing for it.
 #[pin_data]
 pub struct Residency {
     min: Delta,
+    /// `SLOTS` entries, on the heap: with the queues they are too big for a stack.
     #[pin]
-    slots: SpinLock<[Option<Slot>; SLOTS]>,
+    slots: SpinLock<KVec<Option<Slot>>>,
 }
 
 impl Residency {
     /// A policy that gives every grant at least `min` before another device may take it.
     pub fn new(min: Delta) -> Result<Arc<Self>> {
+        let mut slots = KVec::with_capacity(SLOTS, GFP_KERNEL)?;
+        for _ in 0..SLOTS {
+            slots.push(None, GFP_KERNEL)?;
+        }
         Arc::pin_init(
             pin_init!(Self {
                 min,
-                slots <- new_spinlock!([None; SLOTS]),
+                slots <- new_spinlock!(slots),
             }),
             GFP_KERNEL,
         )
@@ -64,32 +139,55 @@ impl Residency {
         (mm >> 6 ^ index.wrapping_mul(0x9e37_79b9)) % SLOTS
     }
 
-    /// How much of another owner's residency on page `index` of `mm` is left, if any.
+    /// How long `owner` should wait before it takes page `index` of `mm`, if at all: the rest
+    /// of another owner's slice, or, once it has ended, a while longer if devices that came
+    /// first are still waiting. A device that waits is queued; it must ask again after its
+    /// wait (the page may have changed hands meanwhile).
     pub(super) fn remaining(&self, mm: usize, index: usize, owner: usize) -> Option<Delta> {
-        let slot = self.slots.lock()[Self::slot(mm, index)]?;
-        if slot.mm != mm || slot.index != index || slot.owner == owner {
+        let mut slots = self.slots.lock();
+        let slot = slots[Self::slot(mm, index)].as_mut()?;
+        if slot.mm != mm || slot.index != index {
             return None;
         }
-        let left = self.min - slot.at.elapsed();
-        (left > Delta::ZERO).then_some(left)
+        // A waiter asks again at least once per slice; one that did not for four is gone.
+        slot.prune(self.min * 4);
+        let left = match slot.holder {
+            Some((holder, _)) if holder == owner => return None,
+            Some((_, at)) => self.min - at.elapsed(),
+            None => Delta::ZERO,
+        };
+        if left > Delta::ZERO {
+            slot.wait(owner);
+            return Some(left);
+        }
+        // The slice is over: the first waiter takes the page (anyone, if nobody waits).
+        if slot.queue[0].is_none_or(|w| w.owner == owner) {
+            return None;
+        }
+        slot.wait(owner);
+        // Its grant starts a new slice.
+        Some(Delta::from_nanos(self.min.as_nanos() / 4))
     }
 
     /// Records a grant of page `index` of `mm` to `owner` now.
     pub(super) fn record(&self, mm: usize, index: usize, owner: usize) {
-        self.slots.lock()[Self::slot(mm, index)] = Some(Slot {
-            mm,
-            index,
-            owner,
-            at: Instant::now(),
-        });
+        let mut slots = self.slots.lock();
+        let slot = &mut slots[Self::slot(mm, index)];
+        let slot = match slot {
+            Some(s) if s.mm == mm && s.index == index => s,
+            _ => slot.insert(Slot::new(mm, index)),
+        };
+        slot.holder = Some((owner, Instant::now()));
+        slot.dequeue(owner);
     }
 
     /// Forgets `owner`'s grant of page `index` of `mm`, which it lost. Does not sleep.
     pub(super) fn forget(&self, mm: usize, index: usize, owner: usize) {
         let mut slots = self.slots.lock();
-        let slot = &mut slots[Self::slot(mm, index)];
-        if slot.is_some_and(|s| s.mm == mm && s.index == index && s.owner == owner) {
-            *slot = None;
+        if let Some(slot) = slots[Self::slot(mm, index)].as_mut() {
+            if slot.mm == mm && slot.index == index && slot.holder.is_some_and(|h| h.0 == owner) {
+                slot.holder = None;
+            }
         }
     }
 }

@@ -275,6 +275,42 @@ mod kunit {
     }
 
     #[test]
+    fn residency_hands_the_page_over_in_turn() -> Result {
+        let slice = Delta::from_millis(50);
+        let over = Delta::from_millis(60);
+        let r = Residency::new(slice)?;
+        let (mm, page, a, b, c) = (0x1000, 7, 1, 2, 3);
+        r.record(mm, page, a);
+        assert_eq!(r.remaining(mm, page, a), None);
+        // B comes first, then C: both wait for A's slice.
+        assert!(r.remaining(mm, page, b).is_some());
+        assert!(r.remaining(mm, page, c).is_some());
+        fsleep(over);
+        // The slice is over: B, who came first, takes the page; C waits on.
+        assert!(r.remaining(mm, page, c).is_some());
+        assert_eq!(r.remaining(mm, page, b), None);
+        r.record(mm, page, b);
+        // A, who lost the page, waits behind C.
+        assert!(r.remaining(mm, page, a).is_some());
+        fsleep(over);
+        assert!(r.remaining(mm, page, a).is_some());
+        assert_eq!(r.remaining(mm, page, c), None);
+        r.record(mm, page, c);
+        fsleep(over);
+        assert_eq!(r.remaining(mm, page, a), None);
+        // A page a device lost to the CPU has no holder: the first waiter goes at once.
+        r.record(mm, page, a);
+        r.forget(mm, page, a);
+        assert_eq!(r.remaining(mm, page, b), None);
+        // A waiter that stopped asking for four slices loses its place.
+        r.record(mm, page, b);
+        assert!(r.remaining(mm, page, c).is_some());
+        fsleep(slice * 5);
+        assert_eq!(r.remaining(mm, page, a), None);
+        Ok(())
+    }
+
+    #[test]
     fn batch_over_a_thp() -> Result {
         let mem = UserMem::new_thp()?;
         let n = PMD_SIZE / P;
