@@ -287,7 +287,8 @@ impl<T: Driver> SvmContext<T> {
         let len = npages.checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
         addr.checked_add(len - 1).ok_or(EINVAL)?;
         let stats = &self.shared.stats;
-        let sampled = stats.fault() % LATENCY_SAMPLE == 0 || self.config.profile;
+        // Not the first fault of a context, which inserts its first notifier.
+        let sampled = stats.fault() % LATENCY_SAMPLE == LATENCY_SAMPLE - 1 || self.config.profile;
         let start = sampled.then(Instant::<Monotonic>::now);
         let mut prof = Profiler::new(stats, start.filter(|_| self.config.profile));
         trace::fault_begin(self.shared.owner, addr, npages);
@@ -548,6 +549,12 @@ impl<T: Driver> SvmContext<T> {
             shared.stats.timeout();
             trace::timeout(shared.owner, addr);
         }
+        if ret.is_err() {
+            if let Some(residency) = &shared.residency {
+                // A fault that gives up must not keep the others waiting behind it.
+                residency.leave(shared.mm_key, addr >> PAGE_SHIFT, shared.owner_key());
+            }
+        }
         ret
     }
 
@@ -561,9 +568,11 @@ impl<T: Driver> SvmContext<T> {
     ) -> Result {
         let shared = &self.shared;
         let timeout = self.config.timeout;
-        // The deadline starts with the first retry: most grants never need the clock.
+        // The deadline starts with the first retry or wait: most grants never need the clock.
         let mut started: Option<Instant<Monotonic>> = None;
         let mut attempt = 0u32;
+        // The grant's tree node, kept across retries.
+        let mut node: Option<RBTreeNodeReservation<usize, Grant>> = None;
         loop {
             prof.mark(Phase::Entry);
             if fatal_signal_pending() {
@@ -580,7 +589,10 @@ impl<T: Driver> SvmContext<T> {
                 }
                 // Before `read_begin()`, under the lock: see `State::granting`.
                 state.granting = addr;
-                state.spare.pop()
+                match node.take() {
+                    Some(node) => Some(node),
+                    None => state.spare.pop(),
+                }
             };
             // Allocate before the page-table lock, which reclaim may need.
             let reservation = match spare {
@@ -608,19 +620,22 @@ impl<T: Driver> SvmContext<T> {
             let seq_notifier: &ChunkNotifier<T> = per_fault.as_deref().unwrap_or(chunk);
             if let Some(residency) = &shared.residency {
                 // Back off for the rest of the other device's slice, and then until the devices
-                // that came first had their turn, within our deadline.
-                let budget = started.map_or(timeout, |s| timeout - s.elapsed());
-                let mut waiting: Option<Instant<Monotonic>> = None;
+                // that came first had their turn, within the deadline, which this starts: at
+                // the deadline the fault takes the page, or fails with `EBUSY` if it collides.
+                let mut waited = false;
                 while let Some(left) =
                     residency.remaining(shared.mm_key, addr >> PAGE_SHIFT, shared.owner_key())
                 {
-                    let since = *waiting.get_or_insert_with(|| {
-                        shared.stats.residency_wait();
-                        Instant::now()
-                    });
-                    let budget = budget - since.elapsed();
-                    if budget <= Delta::ZERO || fatal_signal_pending() {
+                    let budget = timeout - started.get_or_insert_with(Instant::now).elapsed();
+                    if budget <= Delta::ZERO {
                         break;
+                    }
+                    if fatal_signal_pending() {
+                        return Err(EINTR);
+                    }
+                    if !waited {
+                        shared.stats.residency_wait();
+                        waited = true;
                     }
                     *lock = None;
                     fsleep(if left < budget { left } else { budget });
@@ -650,6 +665,7 @@ impl<T: Driver> SvmContext<T> {
             if seq_notifier.read_retry(seq) {
                 drop(state);
                 drop(grant);
+                node = Some(reservation);
                 // Let whoever collided with us (and any writer) have the mmap lock.
                 *lock = None;
                 shared.stats.retry();

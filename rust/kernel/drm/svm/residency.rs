@@ -28,6 +28,9 @@ const SLOTS: usize = 64;
 /// Devices that can wait for one page in turn; more wait without a place in the queue.
 const QUEUE: usize = 8;
 
+/// The shortest a waiter behind the first one sleeps before it asks again.
+const MIN_POLL: Delta = Delta::from_micros(50);
+
 /// A device waiting for a page, and when it last asked.
 #[derive(Clone, Copy)]
 struct Waiter {
@@ -55,12 +58,13 @@ impl Slot {
         }
     }
 
-    /// Drops waiters that stopped asking (their fault ended) for longer than `stale`.
-    fn prune(&mut self, stale: Delta) {
+    /// Drops waiters that stopped asking for longer than `stale` (their fault ended without
+    /// saying so).
+    fn prune(&mut self, now: Instant<Monotonic>, stale: Delta) {
         let mut live = [None; QUEUE];
         let mut n = 0;
         for w in self.queue.iter().flatten() {
-            if w.seen.elapsed() < stale {
+            if now - w.seen < stale {
                 live[n] = Some(*w);
                 n += 1;
             }
@@ -70,8 +74,7 @@ impl Slot {
 
     /// Puts `owner` at the end of the queue, or refreshes its place (no room: it waits
     /// without one, behind the queue).
-    fn wait(&mut self, owner: usize) {
-        let now = Instant::now();
+    fn wait(&mut self, owner: usize, now: Instant<Monotonic>) {
         for w in self.queue.iter_mut() {
             match w {
                 Some(w) if w.owner == owner => {
@@ -102,10 +105,10 @@ impl Slot {
 
 /// The residency policy shared by the contexts of cooperating devices.
 ///
-/// It remembers the last grant of up to 64 pages (a small hash table; a collision only
-/// forgets a residency early), and the devices waiting for each: when a slice ends, the
-/// device that has waited longest takes the page, so that devices contending for one page
-/// take turns instead of racing for it.
+/// It remembers the last grant of up to 64 pages and the devices waiting for each, in a small
+/// hash table (a collision forgets the other page's residency and queue early). When a slice
+/// ends, the device that has waited longest takes the page (when it next asks: waiters poll),
+/// so that devices contending for one page take turns instead of racing for it.
 #[pin_data]
 pub struct Residency {
     min: Delta,
@@ -146,27 +149,37 @@ impl Residency {
     pub(super) fn remaining(&self, mm: usize, index: usize, owner: usize) -> Option<Delta> {
         let mut slots = self.slots.lock();
         let slot = slots[Self::slot(mm, index)].as_mut()?;
-        if slot.mm != mm || slot.index != index {
+        if slot.mm != mm || slot.index != index || slot.holder.is_some_and(|h| h.0 == owner) {
             return None;
         }
+        let now = Instant::now();
         // A waiter asks again at least once per slice; one that did not for four is gone.
-        slot.prune(self.min * 4);
-        let left = match slot.holder {
-            Some((holder, _)) if holder == owner => return None,
-            Some((_, at)) => self.min - at.elapsed(),
-            None => Delta::ZERO,
-        };
+        slot.prune(now, self.min * 4);
+        let left = slot
+            .holder
+            .map_or(Delta::ZERO, |(_, at)| self.min - (now - at));
         if left > Delta::ZERO {
-            slot.wait(owner);
+            slot.wait(owner, now);
             return Some(left);
         }
         // The slice is over: the first waiter takes the page (anyone, if nobody waits).
         if slot.queue[0].is_none_or(|w| w.owner == owner) {
             return None;
         }
-        slot.wait(owner);
-        // Its grant starts a new slice.
-        Some(Delta::from_nanos(self.min.as_nanos() / 4))
+        slot.wait(owner, now);
+        // Until the first waiter's grant starts a new slice; not so short that this spins.
+        let poll = Delta::from_nanos(self.min.as_nanos() / 4);
+        Some(if poll > MIN_POLL { poll } else { MIN_POLL })
+    }
+
+    /// Takes `owner` out of the queue of page `index` of `mm`: its fault ended without a grant.
+    pub(super) fn leave(&self, mm: usize, index: usize, owner: usize) {
+        let mut slots = self.slots.lock();
+        if let Some(slot) = slots[Self::slot(mm, index)].as_mut() {
+            if slot.mm == mm && slot.index == index {
+                slot.dequeue(owner);
+            }
+        }
     }
 
     /// Records a grant of page `index` of `mm` to `owner` now.

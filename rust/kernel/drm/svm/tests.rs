@@ -276,8 +276,9 @@ mod kunit {
 
     #[test]
     fn residency_hands_the_page_over_in_turn() -> Result {
-        let slice = Delta::from_millis(50);
-        let over = Delta::from_millis(60);
+        // Long enough that a slow guest asks within a slice, and within four after a sleep.
+        let slice = Delta::from_millis(250);
+        let over = Delta::from_millis(300);
         let r = Residency::new(slice)?;
         let (mm, page, a, b, c) = (0x1000, 7, 1, 2, 3);
         r.record(mm, page, a);
@@ -298,7 +299,7 @@ mod kunit {
         r.record(mm, page, c);
         fsleep(over);
         assert_eq!(r.remaining(mm, page, a), None);
-        // A page a device lost to the CPU has no holder: the first waiter goes at once.
+        // A page a device lost to the CPU has no holder: whoever asks first goes.
         r.record(mm, page, a);
         r.forget(mm, page, a);
         assert_eq!(r.remaining(mm, page, b), None);
