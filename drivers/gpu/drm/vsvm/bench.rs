@@ -7,12 +7,12 @@
 //!
 //! - `bare`: `make_device_exclusive()` and release, one mmap read lock for the loop; no
 //!   notifier, no device page table: not something a correct driver can do;
-//! - `floor`, `floor_batch`: the cheapest loop a correct driver can run per page: a registered
-//!   interval notifier whose callback only takes the driver lock and publishes the sequence
-//!   (but not for the device's own grant: its `MMU_NOTIFY_EXCLUSIVE`, and what the granting
-//!   task invalidates inside `make_device_exclusive()`, such as a PMD split, or every retry
-//!   would fault back the entry the previous attempt made), then per page `read_begin`,
-//!   `make_device_exclusive()`, the lock, `read_retry`, one store into a preallocated PTE
+//! - `floor`, `floor_batch`: a lower bound for a correct driver: a registered interval notifier
+//!   whose callback takes the driver lock, clears the range in a preallocated PTE array and
+//!   publishes the sequence (but not for the device's own grant: its `MMU_NOTIFY_EXCLUSIVE`,
+//!   and what the granting task invalidates inside `make_device_exclusive()`, such as a PMD
+//!   split, or every retry would fault back the entry the previous attempt made), then per
+//!   page `read_begin`, `make_device_exclusive()`, the lock, `read_retry`, one store into the
 //!   array, unlock, folio unlock and put; `floor` takes the mmap read lock per page,
 //!   `floor_batch` once for the loop;
 //! - `backend`, `backend_batch`: a fresh [`SvmContext`] granting the pages one fault each, or
@@ -69,6 +69,9 @@ const NAMES: [&str; 5] = ["bare", "floor", "floor_batch", "backend", "backend_ba
 /// Most pages one measurement may cover.
 const MAX_PAGES: usize = 4096;
 
+/// Collisions the floor loop takes on one page before it gives up (`EBUSY`).
+const MAX_RETRIES: u32 = 1000;
+
 /// The last results.
 pub(crate) struct Bench {
     ns: [Atomic<u64>; NAMES.len()],
@@ -76,15 +79,18 @@ pub(crate) struct Bench {
     phase_ns: [Atomic<u64>; Phase::COUNT],
 }
 
-/// The correct floor's notifier: what any driver's callback must do at least.
+/// The floor's notifier: what any driver's callback must do at least.
 #[pin_data]
 struct FloorNotifier {
     owner: Owner,
     /// The task inside `make_device_exclusive()`, or 0.
     granting: Atomic<usize>,
-    /// The driver lock the grant's commit and the callback share.
+    /// The first page the PTEs map.
+    start: usize,
+    /// The device's PTEs (page frame numbers, 0 for none), under the driver lock the grant's
+    /// commit and the callback share.
     #[pin]
-    lock: Mutex<()>,
+    ptes: Mutex<KVec<usize>>,
 }
 
 impl MmuIntervalNotifierOps for FloorNotifier {
@@ -97,14 +103,19 @@ impl MmuIntervalNotifierOps for FloorNotifier {
             seq.reader_own();
             return true;
         }
-        let _guard = if range.is_blockable() {
-            data.lock.lock()
+        let mut ptes = if range.is_blockable() {
+            data.ptes.lock()
         } else {
-            match data.lock.try_lock() {
+            match data.ptes.try_lock() {
                 Some(guard) => guard,
                 None => return false,
             }
         };
+        let first = range.start().saturating_sub(data.start) / PAGE_SIZE;
+        let end = (range.end().saturating_sub(data.start) / PAGE_SIZE).min(ptes.len());
+        for pte in ptes.iter_mut().take(end).skip(first) {
+            *pte = 0;
+        }
         seq.set();
         true
     }
@@ -185,6 +196,8 @@ impl Bench {
         npages: usize,
         batch: bool,
     ) -> Result<u64> {
+        let mut ptes = KVec::with_capacity(npages, GFP_KERNEL)?;
+        ptes.resize(npages, 0usize, GFP_KERNEL)?;
         let notifier = KBox::pin_init(
             MmuIntervalNotifier::new(
                 mm,
@@ -193,19 +206,19 @@ impl Bench {
                 try_pin_init!(FloorNotifier {
                     owner,
                     granting: Atomic::new(0),
-                    lock <- new_mutex!(()),
+                    start: addr,
+                    ptes <- new_mutex!(ptes),
                 }? Error),
             ),
             GFP_KERNEL,
         )?;
-        let mut ptes = KVec::with_capacity(npages, GFP_KERNEL)?;
-        ptes.resize(npages, 0usize, GFP_KERNEL)?;
-        let (lock, granting) = (&notifier.data().lock, &notifier.data().granting);
+        let (lock, granting) = (&notifier.data().ptes, &notifier.data().granting);
         let me = Task::current_raw() as usize;
         let start = Instant::<Monotonic>::now();
         let mut batch_guard = batch.then(|| mm.mmap_read_lock());
-        for (i, pte) in ptes.iter_mut().enumerate() {
+        for i in 0..npages {
             let page = addr + i * PAGE_SIZE;
+            let mut retries = 0;
             loop {
                 let seq = notifier.read_begin();
                 let own_guard;
@@ -220,11 +233,15 @@ impl Bench {
                 let folio = guard.make_device_exclusive(page, owner);
                 granting.store(0, Relaxed);
                 let folio = folio?;
-                let _locked = lock.lock();
+                let mut ptes = lock.lock();
                 if notifier.read_retry(seq) {
+                    retries += 1;
+                    if retries > MAX_RETRIES {
+                        return Err(EBUSY);
+                    }
                     continue;
                 }
-                *pte = folio.pfn();
+                ptes[i] = folio.pfn();
                 break;
             }
         }
