@@ -51,6 +51,29 @@ SPLATS = [
 SPLAT_RE = re.compile("|".join(SPLATS))
 # Strip the printk timestamp and the console prefix of KTAP lines.
 TS_RE = re.compile(r"^\[\s*\d+\.\d+\]\s?")
+KMSG_RE = re.compile(r"\[\s*\d+\.\d+\]")
+
+
+def untangle(lines):
+    """The console carries kernel messages (printed by the kernel's console thread, at any
+    moment) and the selftests' output on one serial line: a kernel message can land in the
+    middle of a test's line, splitting it.  Returns the kernel messages as lines of their own
+    and the userspace text joined back into its lines."""
+    out = []
+    pending = ""
+    for raw in lines:
+        m = KMSG_RE.search(raw)
+        if m is None:
+            out.append(pending + raw)
+            pending = ""
+        elif m.start() == 0:
+            out.append(raw)
+        else:
+            pending += raw[: m.start()]
+            out.append(raw[m.start():])
+    if pending:
+        out.append(pending)
+    return out
 
 
 def splats(lines):
@@ -99,7 +122,7 @@ def check_manifest(lines):
 def main():
     if sys.argv[1] == "--manifest":
         with open(sys.argv[2], errors="replace") as f:
-            for name in dict.fromkeys(ran_tests(f.read().splitlines())):
+            for name in dict.fromkeys(ran_tests(untangle(f.read().splitlines()))):
                 print(name)
         return 0
     if sys.argv[1] == "--splats":
@@ -110,7 +133,7 @@ def main():
         return 1 if found else 0
     log_path, kunit_py = sys.argv[1], sys.argv[2]
     with open(log_path, errors="replace") as f:
-        lines = [l.rstrip("\r\n") for l in f]
+        lines = untangle([l.rstrip("\r\n") for l in f])
 
     passed = failed = skipped = 0
     problems = []
