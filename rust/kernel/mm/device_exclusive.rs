@@ -34,7 +34,7 @@ use crate::{
     bindings,
     error::from_err_ptr,
     mm::{mmu_notifier::Owner, MmapReadGuard},
-    page::{BorrowedPage, PAGE_SHIFT, PAGE_SIZE},
+    page::{BorrowedPage, PAGE_MASK, PAGE_SHIFT},
     prelude::*,
     types::NotThreadSafe,
 };
@@ -69,7 +69,7 @@ impl MmapReadGuard<'_> {
         Ok(DeviceExclusiveFolio {
             folio,
             page,
-            addr: addr & !(PAGE_SIZE - 1),
+            addr: addr & PAGE_MASK,
             _nts: NotThreadSafe,
         })
     }

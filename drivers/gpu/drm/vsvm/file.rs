@@ -14,7 +14,10 @@ use kernel::{
         Registered,
     },
     mm::mmu_notifier::Owner,
-    page::PAGE_SIZE,
+    page::{
+        PAGE_MASK,
+        PAGE_SIZE, //
+    },
     prelude::*,
     sync::atomic::{
         Atomic,
@@ -117,7 +120,7 @@ impl File {
         addr: usize,
         mut f: impl FnMut(&kernel::drm::svm::AtomicPage<'_>) -> Result<R>,
     ) -> Result<(R, u64)> {
-        let page = addr & !(PAGE_SIZE - 1);
+        let page = addr & PAGE_MASK;
         let start = Instant::<Monotonic>::now();
         let mut faults = 0;
         loop {
@@ -222,13 +225,13 @@ impl File {
         let window = crate::rmw_window();
         let (mut faults, mut sum, mut i) = (0u64, 0u64, 0usize);
         while i < count {
-            let page = (addr + i * stride) & !(PAGE_SIZE - 1);
+            let page = (addr + i * stride) & PAGE_MASK;
             // All the operations that fall in this page run under one page-table lock.
             let ((done, part), f) = Self::with_page(ctx, page, |p| {
                 let (mut j, mut part) = (i, 0u64);
                 while j < count {
                     let a = addr + j * stride;
-                    if a & !(PAGE_SIZE - 1) != page {
+                    if a & PAGE_MASK != page {
                         break;
                     }
                     let old = ops::run(p, a % PAGE_SIZE, width, op, req.operand, 0, window)?;
@@ -284,7 +287,7 @@ impl File {
         let addr = usize::try_from(req.addr).map_err(|_| EFAULT)?;
         let ctx = Self::ctx(file)?;
         req.state = ctx
-            .with_atomic_page(addr & !(PAGE_SIZE - 1), |pt, _| {
+            .with_atomic_page(addr & PAGE_MASK, |pt, _| {
                 pt.lookup(addr).map_or(0, |pte| pte.bits)
             })
             .unwrap_or(0);

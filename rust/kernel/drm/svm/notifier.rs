@@ -23,6 +23,7 @@ use crate::{
         PAGE_SHIFT,
         PAGE_SIZE, //
     },
+    sizes::SZ_2M,
     sync::{
         atomic::{
             Atomic,
@@ -34,7 +35,7 @@ use crate::{
 };
 
 /// Size of the chunks that long-lived notifiers cover.
-pub(super) const CHUNK_SIZE: usize = 2 << 20;
+pub(super) const CHUNK_SIZE: usize = SZ_2M;
 
 /// Notifier data for one chunk of a context (or, in per-fault mode, one fault).
 pub(super) struct Chunk<T: Driver> {
