@@ -239,6 +239,9 @@ impl Bench {
                     if retries > MAX_RETRIES {
                         return Err(EBUSY);
                     }
+                    if kernel::current!().fatal_signal_pending() {
+                        return Err(EINTR);
+                    }
                     continue;
                 }
                 ptes[i] = folio.pfn();

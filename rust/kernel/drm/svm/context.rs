@@ -19,7 +19,6 @@ use super::{
     Stats, //
 };
 use crate::{
-    bindings,
     mm::{
         device_exclusive::FolioRef,
         mmu_notifier::{
@@ -733,8 +732,7 @@ fn backoff(attempt: u32) {
 }
 
 fn fatal_signal_pending() -> bool {
-    // SAFETY: `current` is always a valid task.
-    unsafe { bindings::fatal_signal_pending(bindings::get_current()) != 0 }
+    crate::current!().fatal_signal_pending()
 }
 
 #[pinned_drop]
