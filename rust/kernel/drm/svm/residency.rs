@@ -58,18 +58,16 @@ impl Slot {
         }
     }
 
-    /// Drops waiters that stopped asking for longer than `stale` (their fault ended without
-    /// saying so).
-    fn prune(&mut self, now: Instant<Monotonic>, stale: Delta) {
-        let mut live = [None; QUEUE];
-        let mut n = 0;
-        for w in self.queue.iter().flatten() {
-            if now - w.seen < stale {
-                live[n] = Some(*w);
-                n += 1;
-            }
+    /// Keeps the waiters `keep` accepts, in their order.
+    fn retain(&mut self, keep: impl Fn(&Waiter) -> bool) {
+        let mut kept = [None; QUEUE];
+        for (slot, w) in kept
+            .iter_mut()
+            .zip(self.queue.iter().flatten().filter(|w| keep(w)))
+        {
+            *slot = Some(*w);
         }
-        self.queue = live;
+        self.queue = kept;
     }
 
     /// Puts `owner` at the end of the queue, or refreshes its place (no room: it waits
@@ -88,18 +86,6 @@ impl Slot {
                 }
             }
         }
-    }
-
-    fn dequeue(&mut self, owner: usize) {
-        let mut rest = [None; QUEUE];
-        let mut n = 0;
-        for w in self.queue.iter().flatten() {
-            if w.owner != owner {
-                rest[n] = Some(*w);
-                n += 1;
-            }
-        }
-        self.queue = rest;
     }
 }
 
@@ -153,8 +139,10 @@ impl Residency {
             return None;
         }
         let now = Instant::now();
-        // A waiter asks again at least once per slice; one that did not for four is gone.
-        slot.prune(now, self.min * 4);
+        // A waiter asks again at least once per slice; one that did not for four is gone (its
+        // fault ended without saying so).
+        let stale = self.min * 4;
+        slot.retain(|w| now - w.seen < stale);
         let left = slot
             .holder
             .map_or(Delta::ZERO, |(_, at)| self.min - (now - at));
@@ -177,7 +165,7 @@ impl Residency {
         let mut slots = self.slots.lock();
         if let Some(slot) = slots[Self::slot(mm, index)].as_mut() {
             if slot.mm == mm && slot.index == index {
-                slot.dequeue(owner);
+                slot.retain(|w| w.owner != owner);
             }
         }
     }
@@ -191,7 +179,7 @@ impl Residency {
             _ => slot.insert(Slot::new(mm, index)),
         };
         slot.holder = Some((owner, Instant::now()));
-        slot.dequeue(owner);
+        slot.retain(|w| w.owner != owner);
     }
 
     /// Forgets `owner`'s grant of page `index` of `mm`, which it lost. Does not sleep.

@@ -265,20 +265,18 @@ impl Stats {
     }
 
     /// Adds `n` to the counter `field` picks, here and in the parent.
-    fn bump(&self, field: impl Fn(&Stats) -> &Atomic<u64>, n: u64) {
-        field(self).fetch_add(n, Relaxed);
+    /// Adds `n` to a counter, here and in the parent; returns this context's old value.
+    fn bump(&self, field: impl Fn(&Stats) -> &Atomic<u64>, n: u64) -> u64 {
+        let old = field(self).fetch_add(n, Relaxed);
         if let Some(parent) = &self.parent {
             field(parent).fetch_add(n, Relaxed);
         }
+        old
     }
 
     /// Counts a fault; returns how many this context counted before it.
     pub(crate) fn fault(&self) -> u64 {
-        let n = self.faults.fetch_add(1, Relaxed);
-        if let Some(parent) = &self.parent {
-            parent.faults.fetch_add(1, Relaxed);
-        }
-        n
+        self.bump(|s| &s.faults, 1)
     }
 
     pub(crate) fn granted(&self) {
