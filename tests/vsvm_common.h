@@ -43,26 +43,57 @@ static inline int write_file(const char *path, const char *text)
 	return ret;
 }
 
-/* Opens the @index-th vsvm render node, or returns -errno. */
-static inline int vsvm_open(int index)
+/* The contents of @path, without the newline, in @buf; 0 or -errno. */
+static inline int read_file(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), err;
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, size - 1);
+	err = errno;
+	close(fd);
+	if (n <= 0)
+		return n ? -err : -ENODATA;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+/* The minor of the @index-th vsvm render node (/dev/dri/renderD<minor>), or -ENODEV. */
+static inline int vsvm_minor(int index)
 {
 	int found = 0;
 
 	for (int minor = 128; minor < 192; minor++) {
 		char path[32], name[16] = "";
 		struct drm_version v = { .name = name, .name_len = sizeof(name) - 1 };
-		int fd;
+		int fd, match;
 
 		snprintf(path, sizeof(path), "/dev/dri/renderD%d", minor);
 		fd = open(path, O_RDWR | O_CLOEXEC);
 		if (fd < 0)
 			continue;
-		if (ioctl(fd, DRM_IOCTL_VERSION, &v) == 0 && !strcmp(name, "vsvm") &&
-		    found++ == index)
-			return fd;
+		match = ioctl(fd, DRM_IOCTL_VERSION, &v) == 0 && !strcmp(name, "vsvm");
 		close(fd);
+		if (match && found++ == index)
+			return minor;
 	}
 	return -ENODEV;
+}
+
+/* Opens the @index-th vsvm render node, or returns -errno. */
+static inline int vsvm_open(int index)
+{
+	int minor = vsvm_minor(index), fd;
+	char path[32];
+
+	if (minor < 0)
+		return minor;
+	snprintf(path, sizeof(path), "/dev/dri/renderD%d", minor);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
 }
 
 /* Number of vsvm devices present. */

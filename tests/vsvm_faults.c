@@ -148,24 +148,6 @@ FIXTURE(faults)
 	struct knobs knobs;
 };
 
-/* The contents of @path, without the newline, in @buf; 0 or -errno. */
-static int read_file(const char *path, char *buf, size_t size)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC), err;
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, size - 1);
-	err = errno;
-	close(fd);
-	if (n <= 0)
-		return n ? -err : -ENODATA;
-	buf[n] = '\0';
-	buf[strcspn(buf, "\n")] = '\0';
-	return 0;
-}
-
 /* Sets the knobs @val gives (NULL: untouched) in order; NR_KNOBS, or the one that failed. */
 static int knobs_set(struct knobs *k, const char *const val[NR_KNOBS])
 {
@@ -212,26 +194,6 @@ static void __attribute__((constructor)) knobs_save(void)
 static void __attribute__((destructor)) knobs_put_back(void)
 {
 	knobs_restore(&at_start);
-}
-
-/* The render node of vsvm device 0 (the one vsvm_open(0) finds), for a single open(). */
-static int find_node(char *path, size_t size)
-{
-	for (int minor = 128; minor < 192; minor++) {
-		char name[16] = "";
-		struct drm_version v = { .name = name, .name_len = sizeof(name) - 1 };
-		int fd, found;
-
-		snprintf(path, size, "/dev/dri/renderD%d", minor);
-		fd = open(path, O_RDWR | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		found = ioctl(fd, DRM_IOCTL_VERSION, &v) == 0 && !strcmp(name, "vsvm");
-		close(fd);
-		if (found)
-			return 0;
-	}
-	return -ENODEV;
 }
 
 static int node_open(const char *path)
@@ -326,11 +288,16 @@ static int thp_survives_split(void *addr)
 
 FIXTURE_SETUP(faults)
 {
+	int minor;
+
 	self->fd = -1;
 	self->nth = -1;
 	self->mif = -1;
 	memset(&self->knobs, 0, sizeof(self->knobs));
-	ASSERT_EQ(find_node(self->path, sizeof(self->path)), 0) TH_LOG("no vsvm device");
+	/* Device 0's node, for a single open() per round. */
+	minor = vsvm_minor(0);
+	ASSERT_GE(minor, 0) TH_LOG("no vsvm device");
+	snprintf(self->path, sizeof(self->path), "/dev/dri/renderD%d", minor);
 	self->fd = node_open(self->path);
 	ASSERT_GE(self->fd, 0);
 	self->nth = open("/proc/thread-self/fail-nth", O_RDWR | O_CLOEXEC);

@@ -84,15 +84,10 @@ static int unload_module(void)
 static char *module_attr(const char *name, char *buf, int size)
 {
 	char path[64];
-	int fd, n = 0;
 
 	snprintf(path, sizeof(path), SYS_MODULE "/%s", name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		n = read(fd, buf, size - 1);
-		close(fd);
-	}
-	buf[n > 0 ? n : 0] = '\0';
+	if (read_file(path, buf, size))
+		buf[0] = '\0';
 	return buf;
 }
 
@@ -101,7 +96,7 @@ static int module_live(void)
 {
 	char buf[16];
 
-	return !strcmp(module_attr("initstate", buf, sizeof(buf)), "live\n");
+	return !strcmp(module_attr("initstate", buf, sizeof(buf)), "live");
 }
 
 /* References to the module (open files among them), or -1 if it is not loaded. */
@@ -143,20 +138,10 @@ static void __attribute__((destructor)) restore_at_exit(void)
 static uint64_t vsvm_nodes(void)
 {
 	uint64_t mask = 0;
+	int minor;
 
-	for (int n = 0; n < 64; n++) {
-		char path[32], name[16] = "";
-		struct drm_version v = { .name = name, .name_len = sizeof(name) - 1 };
-		int fd;
-
-		snprintf(path, sizeof(path), "/dev/dri/renderD%d", 128 + n);
-		fd = open(path, O_RDWR | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		if (!ioctl(fd, DRM_IOCTL_VERSION, &v) && !strcmp(name, "vsvm"))
-			mask |= 1ULL << n;
-		close(fd);
-	}
+	for (int i = 0; (minor = vsvm_minor(i)) >= 0; i++)
+		mask |= 1ULL << (minor - 128);
 	return mask;
 }
 
