@@ -2,27 +2,131 @@
 
 //! Shared virtual memory: device atomics on process memory.
 //!
-//! A device (a GPU) that wants to perform atomic operations on a page of a process's private
-//! anonymous memory takes the page away from the CPU with `make_device_exclusive()`, maps it in
-//! its own page table with atomic permission, and gives it back as soon as the CPU or another
-//! device touches it. This module does the mm side of that for a driver, the way nouveau's
-//! `nouveau_atomic_range_fault()` does it in C, and more:
+//! # Overview
 //!
-//! - long-lived interval notifiers, one per 2 MiB chunk that holds grants, instead of one
-//!   inserted and removed per fault ([`NotifierMode`]; the nouveau way is kept for comparison);
-//! - batching: [`SvmContext::atomic_fault`] grants a range of pages, releasing each folio lock
-//!   before the next page (all pages of a THP share one lock);
-//! - a bounded retry loop with a deadline and backoff (`EBUSY` on expiry, `EINTR` on a fatal
-//!   signal); other errors of `make_device_exclusive()` are passed through unchanged;
-//! - the device's own `MMU_NOTIFY_EXCLUSIVE` events are ignored before any lock is taken;
-//! - folios are marked dirty, since device-exclusive entries look clean to the core mm;
-//! - statistics, including revocations by cause ([`Stats`]).
+//! A device (a GPU) that performs an atomic operation on a page of a process's private
+//! anonymous memory needs the page to itself: device atomics are not coherent with the CPU's
+//! across the bus. The core mm provides that with `make_device_exclusive()`, which replaces the
+//! CPU's page table entry with a device-exclusive entry that faults the page back to the CPU
+//! on its next access, and tells the device so through an mmu interval notifier. This module
+//! does the mm side of that for a DRM driver, the way nouveau's `nouveau_atomic_range_fault()`
+//! does it in C.
 //!
-//! The driver implements [`Driver`]: how to program and clear its page table entries. The
-//! context owns the page table and its lock, so that the lock order mmap lock → folio lock →
-//! page-table lock holds: the driver only ever sees the page table through the context, which
-//! takes the page-table lock last, and runs device operations on a granted page through
-//! [`SvmContext::with_atomic_page`].
+//! A driver creates one [`SvmContext`] per device and address space (usually when a process
+//! opens the device), with its page table, which implements [`DriverSvm`]. When the device
+//! faults on an atomic access, the driver calls [`SvmContext::atomic_fault`] for the page (or a
+//! range of pages: a batch releases each folio lock before the next page, so a range inside a
+//! THP is fine). The context makes the pages device-exclusive and maps them through
+//! [`DriverSvm::map_atomic`]; when the CPU or another device takes a page back, the context's
+//! notifier removes the mapping through [`DriverSvm::unmap`] before the core mm goes on. The
+//! driver runs its device's operations on a granted page inside
+//! [`SvmContext::with_atomic_page`], which excludes the revocation while they run.
+//!
+//! Beyond nouveau's function, the context keeps one long-lived notifier per 2 MiB chunk that
+//! holds grants, instead of inserting and removing one per fault, and removes them once 32
+//! chunks have lost their grants (or when the driver calls [`SvmContext::trim`]); it bounds
+//! the retries of a fault with a deadline (`EBUSY`) and stops on a fatal signal (`EINTR`); it
+//! marks granted folios dirty, since device-exclusive entries look clean to the core mm; it
+//! counts what it does and why grants were revoked ([`Stats`]); and it can give a grant a
+//! minimum residency against other devices ([`Residency`]), so that devices contending for
+//! one page all make progress.
+//!
+//! # Locking
+//!
+//! Each context has three locks of its own. They nest, with the mm's and the residency's, in
+//! this order:
+//!
+//! 1. the fault lock, which serialises the faults of a context like a device's fault queue;
+//! 2. the chunk lock, over the context's chunk notifiers;
+//! 3. the mmap lock (read), held across the pages of a batch;
+//! 4. the folio lock, taken by `make_device_exclusive()` for one page;
+//! 5. the page-table lock, over the driver's page table and the grants mirrored in it;
+//! 6. the lock of a [`Residency`] the context shares with other devices' contexts (a spinlock).
+//!
+//! [`DriverSvm::map_atomic`] and [`DriverSvm::unmap`] run under the page-table lock, and must
+//! neither sleep nor allocate (reclaim may invalidate, and so need this lock);
+//! [`DriverSvm::alloc_pte`] allocates with the fault lock and possibly the mmap lock held, not
+//! the page-table lock. The invalidation callback takes the page-table lock (and only tries
+//! to, when it must not sleep) and, under it, the residency lock. Notifiers are removed, which
+//! waits for the mm's invalidations in progress, with neither the chunk lock nor the mmap
+//! lock held.
+//!
+//! A grant is valid because of the interval notifier's sequence protocol: a fault names the
+//! page it grants under the page-table lock, reads the notifier's sequence, makes the page
+//! exclusive, and maps it only if, under the page-table lock again, no invalidation of that
+//! page began in between. Invalidations of other pages of the chunk do not force a retry, nor
+//! do the ones the granting task causes itself inside `make_device_exclusive()`.
+//!
+//! # Example
+//!
+//! A device page table with one entry per page, the context of a process that opened the
+//! device, and a fault handler for atomic accesses:
+//!
+//! ```
+//! use kernel::{
+//!     drm::svm::{Config, DriverSvm, SvmContext},
+//!     mm::{mmu_notifier::Owner, MmWithUser},
+//!     page::{PAGE_MASK, PAGE_SHIFT},
+//!     prelude::*,
+//!     rbtree::{RBTree, RBTreeNodeReservation},
+//!     sync::atomic::Relaxed,
+//! };
+//!
+//! /// Page frame of each page the device may access atomically, by page index.
+//! struct MyPageTable(RBTree<usize, usize>);
+//!
+//! impl DriverSvm for MyPageTable {
+//!     // A tree node, allocated before the page-table lock is taken.
+//!     type PteAlloc = RBTreeNodeReservation<usize, usize>;
+//!
+//!     fn alloc_pte(_addr: usize) -> Result<Self::PteAlloc> {
+//!         RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)
+//!     }
+//!
+//!     fn map_atomic(&mut self, addr: usize, pfn: usize, mem: Self::PteAlloc) -> Result {
+//!         // Real hardware: write the entry, with the atomic bit, into the device page table.
+//!         self.0.insert(mem.into_node(addr >> PAGE_SHIFT, pfn));
+//!         Ok(())
+//!     }
+//!
+//!     fn unmap(&mut self, start: usize, end: usize) {
+//!         // Real hardware: clear the entries and flush the device TLB before returning.
+//!         let (first, last) = (start >> PAGE_SHIFT, end.div_ceil(1 << PAGE_SHIFT));
+//!         let mut cursor = self.0.cursor_lower_bound_mut(&first);
+//!         while let Some(c) = cursor {
+//!             // Past the last entry, `remove_current()` moves back, below `first`.
+//!             if !(first..last).contains(c.current().0) {
+//!                 break;
+//!             }
+//!             cursor = c.remove_current().0;
+//!         }
+//!     }
+//! }
+//!
+//! /// A process opened the device: `mm` is its address space, `owner` the device's cookie,
+//! /// which `make_device_exclusive()` passes on to the notifiers.
+//! fn open(mm: &MmWithUser, owner: Owner) -> Result<Pin<KBox<SvmContext<MyPageTable>>>> {
+//!     let pt = MyPageTable(RBTree::new());
+//!     KBox::pin_init(SvmContext::new(mm, pt, Config::new(owner)), GFP_KERNEL_ACCOUNT)
+//! }
+//!
+//! /// The device faulted on an atomic access to `addr`: grant the page, then replay the
+//! /// access while the device holds it (a real device would retry the access itself).
+//! fn atomic_fault(ctx: &SvmContext<MyPageTable>, addr: usize) -> Result<u64> {
+//!     let page = addr & PAGE_MASK;
+//!     loop {
+//!         ctx.atomic_fault(page, 1)?;
+//!         let done = ctx.with_atomic_page(page, |_pt, mapped| {
+//!             mapped.atomic::<u64>(addr - page).map(|v| v.fetch_add(1, Relaxed))
+//!         });
+//!         // `None`: the CPU took the page back before the device used it; fault again.
+//!         if let Some(old) = done {
+//!             return old;
+//!         }
+//!     }
+//! }
+//! # let _ = (open, atomic_fault);
+//! ```
 //!
 //! C header: [`include/linux/rmap.h`](srctree/include/linux/rmap.h)
 
@@ -51,17 +155,17 @@ pub use stats::{
     Stats, //
 };
 
-/// A device whose page table can map process pages with atomic permission.
-pub trait Driver: Send + Sync + 'static {
-    /// The device page table (or the driver's handle to it). The [`SvmContext`] keeps it under
-    /// its page-table lock.
-    type PageTable: Send + Unpin;
-
-    /// What [`Driver::map_atomic`] needs to map one page (a page-table entry, a tree node),
+/// A device page table that can map process pages with atomic permission.
+///
+/// What a driver implements, beside its [`drm::Driver`](crate::drm::Driver), to use an
+/// [`SvmContext`]. The context owns the page table and calls [`DriverSvm::map_atomic`] and
+/// [`DriverSvm::unmap`] under its page-table lock (see [Locking](self#locking)).
+pub trait DriverSvm: Send + Unpin + 'static {
+    /// What [`DriverSvm::map_atomic`] needs to map one page (a page-table entry, a tree node),
     /// allocated before any lock is taken.
     type PteAlloc: Send;
 
-    /// Allocates what [`Driver::map_atomic`] needs to map the page at `addr`.
+    /// Allocates what [`DriverSvm::map_atomic`] needs to map the page at `addr`.
     ///
     /// May sleep. Called with the context's fault lock and possibly the mmap read lock held
     /// (not the page-table lock): it must not take either, nor any lock ordered before them.
@@ -70,19 +174,18 @@ pub trait Driver: Send + Sync + 'static {
     fn alloc_pte(addr: usize) -> Result<Self::PteAlloc>;
 
     /// Maps page frame `pfn` at user address `addr` with read, write and atomic permission,
-    /// using `mem` from [`Driver::alloc_pte`].
+    /// using `mem` from [`DriverSvm::alloc_pte`].
     ///
     /// Called with the page-table lock held and the page's folio locked: reclaim may need the
     /// page-table lock, so this must not allocate. An error is returned from the fault as it
     /// is.
-    fn map_atomic(pt: &mut Self::PageTable, addr: usize, pfn: usize, mem: Self::PteAlloc)
-        -> Result;
+    fn map_atomic(&mut self, addr: usize, pfn: usize, mem: Self::PteAlloc) -> Result;
 
     /// Removes any mapping of `[start, end)` from the device page table.
     ///
     /// Called with the page-table lock held, possibly from an invalidation that must not sleep:
     /// this must not sleep. When it returns, the device must no longer access those pages.
-    fn unmap(pt: &mut Self::PageTable, start: usize, end: usize);
+    fn unmap(&mut self, start: usize, end: usize);
 }
 
 /// How an [`SvmContext`] watches the pages it granted.

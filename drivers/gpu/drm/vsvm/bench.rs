@@ -58,10 +58,7 @@ use kernel::{
     uaccess::UserSliceReader,
 };
 
-use crate::pt::{
-    PageTable,
-    VsvmSvm, //
-};
+use crate::pt::PageTable;
 
 /// The measurements, in the order they are reported.
 const NAMES: [&str; 5] = ["bare", "floor", "floor_batch", "backend", "backend_batch"];
@@ -280,11 +277,11 @@ impl Bench {
         mm: &MmWithUser,
         owner: Owner,
         profile: bool,
-    ) -> Result<Pin<KBox<SvmContext<VsvmSvm>>>> {
+    ) -> Result<Pin<KBox<SvmContext<PageTable>>>> {
         let mut config = Config::new(owner);
         config.profile = profile;
         KBox::pin_init(
-            SvmContext::<VsvmSvm>::new(mm, PageTable::new(), config),
+            SvmContext::<PageTable>::new(mm, PageTable::new(), config),
             GFP_KERNEL,
         )
     }

@@ -47,31 +47,26 @@ impl PageTable {
     }
 }
 
-/// The vsvm device as seen by the SVM backend.
-pub(crate) struct VsvmSvm;
-
-impl svm::Driver for VsvmSvm {
-    type PageTable = PageTable;
-
+impl svm::DriverSvm for PageTable {
     type PteAlloc = RBTreeNodeReservation<usize, Pte>;
 
     fn alloc_pte(_addr: usize) -> Result<Self::PteAlloc> {
         RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)
     }
 
-    fn map_atomic(pt: &mut PageTable, addr: usize, pfn: usize, mem: Self::PteAlloc) -> Result {
+    fn map_atomic(&mut self, addr: usize, pfn: usize, mem: Self::PteAlloc) -> Result {
         let pte = Pte {
             pfn,
             bits: uapi::DRM_VSVM_PTE_VALID | uapi::DRM_VSVM_PTE_WRITE | uapi::DRM_VSVM_PTE_ATOMIC,
         };
         // Under the page-table lock: the node was allocated before it was taken.
-        pt.entries.insert(mem.into_node(addr >> PAGE_SHIFT, pte));
+        self.entries.insert(mem.into_node(addr >> PAGE_SHIFT, pte));
         Ok(())
     }
 
-    fn unmap(pt: &mut PageTable, start: usize, end: usize) {
+    fn unmap(&mut self, start: usize, end: usize) {
         let (first, last) = (start >> PAGE_SHIFT, end.div_ceil(1 << PAGE_SHIFT));
-        let mut cursor = pt.entries.cursor_lower_bound_mut(&first);
+        let mut cursor = self.entries.cursor_lower_bound_mut(&first);
         while let Some(c) = cursor {
             // After removing the last node, `remove_current()` moves to the previous one,
             // which lies before `first`.

@@ -12,7 +12,7 @@ use super::{
     page::AtomicPage,
     trace,
     Config,
-    Driver,
+    DriverSvm,
     NotifierMode,
     Phase,
     Residency,
@@ -20,10 +20,14 @@ use super::{
 };
 use crate::{
     mm::{
-        device_exclusive::FolioRef,
+        device_exclusive::{
+            DeviceExclusiveFolio,
+            FolioRef, //
+        },
         mmu_notifier::{
             MmuIntervalNotifier,
-            Owner, //
+            Owner,
+            ReadSeq, //
         },
         virt::flags as vm_flags,
         Mm,
@@ -104,8 +108,18 @@ struct Grant {
 }
 
 /// What the page-table lock protects: the driver's page table and the grants mirrored in it.
-pub(super) struct State<T: Driver> {
-    pub(super) pt: T::PageTable,
+///
+/// # Invariants
+///
+/// - Every grant in `grants` satisfies the invariant of [`Grant`], and its page was mapped in
+///   `pt` with [`DriverSvm::map_atomic`]; a grant is removed only after [`DriverSvm::unmap`]
+///   of its page.
+/// - `spare` never holds more than [`SPARE_NODES`] nodes, and its capacity is that many, so
+///   keeping a node never allocates.
+/// - `granting` is written only by the context's fault (serialised by the fault lock), under
+///   this lock, before the `read_begin()` of each attempt.
+pub(super) struct State<T: DriverSvm> {
+    pub(super) pt: T,
     /// Granted pages by page index (`addr >> PAGE_SHIFT`).
     grants: RBTree<usize, Grant>,
     /// Nodes of revoked grants, for the next grants (at most [`SPARE_NODES`]; the capacity is
@@ -117,7 +131,7 @@ pub(super) struct State<T: Driver> {
     pub(super) granting: usize,
 }
 
-impl<T: Driver> State<T> {
+impl<T: DriverSvm> State<T> {
     /// Whether the device holds any of pages `[first, end)`.
     pub(super) fn has_grants(&self, first: usize, end: usize) -> bool {
         self.grants
@@ -155,7 +169,7 @@ impl<T: Driver> State<T> {
 
 /// The part of a context that its notifiers share.
 #[pin_data]
-pub(super) struct Shared<T: Driver> {
+pub(super) struct Shared<T: DriverSvm> {
     pub(super) owner: Owner,
     /// The mm, as a key for [`Residency`].
     pub(super) mm_key: usize,
@@ -172,7 +186,7 @@ pub(super) struct Shared<T: Driver> {
     pub(super) stats: Stats,
 }
 
-impl<T: Driver> Shared<T> {
+impl<T: DriverSvm> Shared<T> {
     pub(super) fn owner_key(&self) -> usize {
         self.owner.as_ptr() as usize
     }
@@ -192,12 +206,9 @@ impl<T: Driver> Shared<T> {
 /// [`SvmContext::with_atomic_page`], and revokes grants when the mm says so. Dropping it revokes
 /// every grant and removes its notifiers (which may sleep).
 ///
-/// Lock order: fault lock → chunk lock → mmap lock (read) → folio lock → page-table lock. The
-/// page-table lock is the innermost, and the invalidate callback takes only it. Notifiers are
-/// removed (which waits for the mm's invalidations in progress) with neither the chunk lock nor
-/// the mmap lock held.
+/// Its locks and the order they nest in are described in [Locking](super#locking).
 #[pin_data(PinnedDrop)]
-pub struct SvmContext<T: Driver> {
+pub struct SvmContext<T: DriverSvm> {
     mm: ARef<Mm>,
     config: Config,
     shared: Arc<Shared<T>>,
@@ -210,9 +221,9 @@ pub struct SvmContext<T: Driver> {
     fault_lock: Mutex<()>,
 }
 
-impl<T: Driver> SvmContext<T> {
+impl<T: DriverSvm> SvmContext<T> {
     /// Creates a context for `mm` (usually the opener's) with the device page table `pt`.
-    pub fn new(mm: &MmWithUser, pt: T::PageTable, config: Config) -> impl PinInit<Self, Error> {
+    pub fn new(mm: &MmWithUser, pt: T, config: Config) -> impl PinInit<Self, Error> {
         let (owner, residency) = (config.owner, config.residency.clone());
         let device_stats = config.device_stats.clone();
         let [pt_class, chunks_class, fault_class] = lock_classes();
@@ -267,7 +278,7 @@ impl<T: Driver> SvmContext<T> {
     /// answer to an atomic fault.
     ///
     /// For each page: `make_device_exclusive()`, then under the page-table lock (if no
-    /// invalidation collided with the grant) [`Driver::map_atomic`]. Pages the device already
+    /// invalidation collided with the grant) [`DriverSvm::map_atomic`]. Pages the device already
     /// holds are skipped. Each page's folio lock is released before the next page is taken, so
     /// a range within one THP is fine.
     ///
@@ -294,38 +305,34 @@ impl<T: Driver> SvmContext<T> {
         let mm = self.mm.mmget_not_zero().ok_or(ESRCH)?;
         let _serial = self.fault_lock.lock();
         // Across the pages of a batch: the chunk notifier (looked up once per 2 MiB) and the
-        // mmap read lock (dropped only to retry, wait, or create a notifier).
-        let mut chunk: Option<(usize, Arc<ChunkNotifier<T>>)> = None;
-        let mut lock = None;
+        // mmap read lock.
+        let mut chunk: Option<ChunkUse<'_, T>> = None;
+        let mut lock = BatchLock::new(&mm);
         let mut ret = Ok(());
         for i in 0..npages {
             let page = addr + i * PAGE_SIZE;
-            let index = page / CHUNK_SIZE;
-            if chunk.as_ref().map(|c| c.0) != Some(index) {
-                // Creating a notifier may take the mmap lock for writing.
-                lock = None;
-                if let Some((old_index, old)) = chunk.take() {
-                    self.release_chunk(old_index, old);
-                }
+            if chunk.as_ref().map(|c| c.index) != Some(page / CHUNK_SIZE) {
+                // Creating a notifier may take the mmap lock for writing, and ending the use
+                // of the previous chunk may remove its notifier, which may sleep.
+                lock.unlock();
+                chunk = None;
                 match self.chunk(&mm, page) {
-                    Ok(c) => chunk = Some((index, c)),
+                    Ok(c) => chunk = Some(c),
                     Err(e) => {
                         ret = Err(e);
                         break;
                     }
                 }
             }
-            if let Some((_, c)) = &chunk {
-                ret = self.fault_page(&mm, page, c, &mut lock, &mut prof);
+            if let Some(c) = &chunk {
+                ret = self.fault_page(&mut lock, page, &c.chunk, &mut prof);
             }
             if ret.is_err() {
                 break;
             }
         }
         drop(lock);
-        if let Some((index, c)) = chunk {
-            self.release_chunk(index, c);
-        }
+        drop(chunk);
         if ret.is_err() {
             stats.error();
         }
@@ -349,7 +356,7 @@ impl<T: Driver> SvmContext<T> {
     pub fn with_atomic_page<R>(
         &self,
         addr: usize,
-        f: impl FnOnce(&mut T::PageTable, &AtomicPage<'_>) -> R,
+        f: impl FnOnce(&mut T, &AtomicPage<'_>) -> R,
     ) -> Option<R> {
         let mut state = self.shared.state.lock();
         let state = &mut *state;
@@ -382,7 +389,7 @@ impl<T: Driver> SvmContext<T> {
         let shared = &self.shared;
         if state.has_grants(0, usize::MAX) {
             // The device stops using the pages before the grants drop their references.
-            T::unmap(&mut state.pt, 0, usize::MAX);
+            state.pt.unmap(0, usize::MAX);
             state.remove_grants(0, usize::MAX, |i| shared.forget(i));
             // Every chunk is empty now: the next fault trims them.
             shared.emptied.store(EMPTIED_MAX, Relaxed);
@@ -400,7 +407,7 @@ impl<T: Driver> SvmContext<T> {
     ///
     /// May sleep: removing a notifier waits for any invalidation of the mm in progress, so the
     /// caller must not hold a lock that an invalidation may wait for (the mmap lock, or any lock
-    /// its [`Driver::unmap`] or an invalidation path of the mm takes).
+    /// its [`DriverSvm::unmap`] or an invalidation path of the mm takes).
     pub fn trim(&self) {
         self.shared.emptied.store(0, Relaxed);
         let mut removed = RBTree::new();
@@ -451,13 +458,12 @@ impl<T: Driver> SvmContext<T> {
         self.chunks.lock().iter().count()
     }
 
-    /// The long-lived notifier of the chunk of `addr`, created if needed, with a use counted.
-    fn chunk(&self, mm: &MmWithUser, addr: usize) -> Result<Arc<ChunkNotifier<T>>> {
+    /// A use of the long-lived notifier of the chunk of `addr`, created if needed.
+    fn chunk(&self, mm: &MmWithUser, addr: usize) -> Result<ChunkUse<'_, T>> {
         let index = addr / CHUNK_SIZE;
         let mut chunks = self.chunks.lock();
         if let Some(chunk) = chunks.get(&index) {
-            chunk.data().users.fetch_add(1, Relaxed);
-            return Ok(chunk.clone());
+            return Ok(ChunkUse::new(self, index, chunk.clone()));
         }
         // Nothing for an address no grant can be made at: a notifier costs memory and every
         // invalidation of the mm visits it (and, for shared memory, GUP would allocate the
@@ -475,9 +481,8 @@ impl<T: Driver> SvmContext<T> {
             GFP_KERNEL_ACCOUNT,
         )?;
         self.shared.stats.notifier_inserted();
-        chunk.data().users.fetch_add(1, Relaxed);
         chunks.insert(reservation.into_node(index, chunk.clone()));
-        Ok(chunk)
+        Ok(ChunkUse::new(self, index, chunk))
     }
 
     /// Fails with the error `make_device_exclusive()` would return for `addr` when its VMA
@@ -496,13 +501,13 @@ impl<T: Driver> SvmContext<T> {
         Ok(())
     }
 
-    /// Ends a fault's use of the chunk `index`, and removes its notifier if no grant was ever
-    /// made in it and no other fault uses it: a fault that fails (on shared memory, say)
-    /// leaves nothing behind. A chunk whose grants were all revoked stays until a later fault
-    /// trims it ([`Self::trim_emptied`]).
+    /// Ends a fault's use of the chunk `index` (for [`ChunkUse`]), and removes its notifier if
+    /// no grant was ever made in it and no other fault uses it: a fault that fails (on shared
+    /// memory, say) leaves nothing behind. A chunk whose grants were all revoked stays until a
+    /// later fault trims it ([`Self::trim_emptied`]).
     ///
     /// May sleep (removing a notifier waits for its callbacks); called without the mmap lock.
-    fn release_chunk(&self, index: usize, chunk: Arc<ChunkNotifier<T>>) {
+    fn release_chunk(&self, index: usize, chunk: &ChunkNotifier<T>) {
         if chunk.data().users.fetch_sub(1, Relaxed) != 1 {
             return;
         }
@@ -517,10 +522,9 @@ impl<T: Driver> SvmContext<T> {
         } else {
             None
         };
+        // Outside the chunk lock: the notifier may go with the caller's last reference.
         drop(chunks);
-        // The notifier goes with the last reference, outside the chunk lock.
         drop(removed);
-        drop(chunk);
     }
 
     /// Whether the device holds any page of chunk `index`. Takes the page-table lock.
@@ -534,16 +538,15 @@ impl<T: Driver> SvmContext<T> {
 
     /// Grants one page. `lock` is the mmap read lock if the caller's batch holds it; it is
     /// taken when needed and dropped before anything that may sleep for long or take it again.
-    fn fault_page<'a>(
+    fn fault_page(
         &self,
-        mm: &'a MmWithUser,
+        lock: &mut BatchLock<'_>,
         addr: usize,
         chunk: &ChunkNotifier<T>,
-        lock: &mut Option<MmapReadGuard<'a>>,
         prof: &mut Profiler<'_>,
     ) -> Result {
         let shared = &self.shared;
-        let ret = self.fault_page_in(mm, addr, chunk, lock, prof);
+        let ret = self.grant_page(lock, addr, chunk, prof);
         if ret == Err(EBUSY) {
             shared.stats.timeout();
             trace::timeout(shared.owner, addr);
@@ -557,147 +560,331 @@ impl<T: Driver> SvmContext<T> {
         ret
     }
 
-    fn fault_page_in<'a>(
+    /// Grants one page: prepare, begin, try to grant; again after a collision, until the page
+    /// is granted, the deadline passes or a fatal signal arrives.
+    fn grant_page(
         &self,
-        mm: &'a MmWithUser,
+        lock: &mut BatchLock<'_>,
         addr: usize,
         chunk: &ChunkNotifier<T>,
-        lock: &mut Option<MmapReadGuard<'a>>,
         prof: &mut Profiler<'_>,
     ) -> Result {
         let shared = &self.shared;
-        let timeout = self.config.timeout;
-        // The deadline starts with the first retry or wait: most grants never need the clock.
-        let mut started: Option<Instant<Monotonic>> = None;
+        let mut deadline = Deadline::new(self.config.timeout);
         let mut attempt = 0u32;
-        // The grant's tree node, kept across retries.
-        let mut node: Option<RBTreeNodeReservation<usize, Grant>> = None;
+        let mut kept = None;
         loop {
             prof.mark(Phase::Entry);
             if fatal_signal_pending() {
                 return Err(EINTR);
             }
-            if started.is_some_and(|s| s.elapsed() > timeout) {
+            if deadline.passed() {
                 return Err(EBUSY);
             }
-            let spare = {
-                let mut state = shared.state.lock();
-                if state.grants.get(&(addr >> PAGE_SHIFT)).is_some() {
-                    shared.stats.already_mapped();
-                    return Ok(());
-                }
-                // Before `read_begin()`, under the lock: see `State::granting`.
-                state.granting = addr;
-                match node.take() {
-                    Some(node) => Some(node),
-                    None => state.spare.pop(),
-                }
+            let Some(prepared) = self.prepare(addr, kept.take())? else {
+                return Ok(());
             };
-            // Allocate before the page-table lock, which reclaim may need.
-            let reservation = match spare {
-                Some(node) => node,
-                None => RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
-            };
-            let pte = T::alloc_pte(addr)?;
             prof.mark(Phase::Prepare);
-            let per_fault = match self.config.notifiers {
-                NotifierMode::LongLived => None,
-                NotifierMode::PerFault => {
-                    // Inserting a notifier may take the mmap lock.
-                    *lock = None;
-                    Some(Arc::pin_init(
-                        MmuIntervalNotifier::new(
-                            mm,
-                            addr,
-                            PAGE_SIZE,
-                            Ok::<_, Error>(Chunk::new(shared.clone())),
-                        ),
-                        GFP_KERNEL_ACCOUNT,
-                    )?)
-                }
-            };
-            let seq_notifier: &ChunkNotifier<T> = per_fault.as_deref().unwrap_or(chunk);
-            if let Some(residency) = &shared.residency {
-                // Back off for the rest of the other device's slice, and then until the devices
-                // that came first had their turn, within the deadline, which this starts: at
-                // the deadline the fault takes the page, or fails with `EBUSY` if it collides.
-                let mut waited = false;
-                while let Some(left) =
-                    residency.remaining(shared.mm_key, addr >> PAGE_SHIFT, shared.owner_key())
-                {
-                    let budget = timeout - started.get_or_insert_with(Instant::now).elapsed();
-                    if budget <= Delta::ZERO {
-                        break;
-                    }
-                    if fatal_signal_pending() {
-                        return Err(EINTR);
-                    }
-                    if !waited {
-                        shared.stats.residency_wait();
-                        waited = true;
-                    }
-                    *lock = None;
-                    fsleep(if left < budget { left } else { budget });
-                }
-            }
-            // With the mmap lock still held from the previous page of a batch, this may wait
-            // for an invalidation in progress, unlike the order Documentation/mm/hmm.rst
-            // shows. That cannot deadlock: invalidations take the mmap lock before they start
-            // or not at all (none takes it between start and end), and our `mmget()` rules
-            // out `exit_mmap()`. A writer queued on the lock waits for us meanwhile.
-            let seq = seq_notifier.read_begin();
+            let begun = self.begin(lock, addr, chunk, &mut deadline)?;
             prof.mark(Phase::ReadBegin);
-
-            let guard = lock.get_or_insert_with(|| mm.mmap_read_lock());
-            prof.mark(Phase::MmapLock);
-            shared
-                .granting_task
-                .store(Task::current_raw() as usize, Relaxed);
-            let granting = Granting::enter();
-            let grant = guard.make_device_exclusive(addr, shared.owner);
-            drop(granting);
-            shared.granting_task.store(0, Relaxed);
-            let grant = grant?;
-            prof.mark(Phase::MakeExclusive);
-
-            let mut state = shared.state.lock();
-            if seq_notifier.read_retry(seq) {
-                drop(state);
-                drop(grant);
-                node = Some(reservation);
-                // Let whoever collided with us (and any writer) have the mmap lock.
-                *lock = None;
-                shared.stats.retry();
-                trace::retry(shared.owner, addr);
-                started.get_or_insert_with(Instant::<Monotonic>::now);
-                attempt += 1;
-                backoff(attempt);
-                continue;
+            let result = self.try_grant(lock, addr, chunk, &begun, prepared, prof);
+            if begun.per_fault.is_some() {
+                // Removing the notifier waits for the mm's invalidations: not under the lock.
+                lock.unlock();
             }
-            T::map_atomic(&mut state.pt, addr, grant.pfn(), pte)?;
-            // INVARIANT: `read_retry()` is false under the page-table lock: no invalidation of
-            // the page has begun since `read_begin()` that we have not seen (it would have set
-            // the sequence: it overlaps `granting` and is not ours), so the page is still
-            // device-exclusive for us, and the next one will remove the grant.
-            let folio = grant.folio_ref();
-            chunk.data().granted.store(true, Relaxed);
-            chunk.data().emptied.store(false, Relaxed);
-            state
-                .grants
-                .insert(reservation.into_node(addr >> PAGE_SHIFT, Grant { folio }));
-            // The device may write; the exclusive entry looks clean to the core mm.
-            grant.mark_dirty();
-            prof.mark(Phase::Commit);
-            drop(state);
-            drop(grant);
-            if let Some(residency) = &shared.residency {
-                residency.record(shared.mm_key, addr >> PAGE_SHIFT, shared.owner_key());
+            drop(begun);
+            match result? {
+                Attempt::Granted => break,
+                Attempt::Retry(prepared) => {
+                    kept = Some(prepared);
+                    // Let whoever collided with us (and any writer) have the mmap lock.
+                    lock.unlock();
+                    shared.stats.retry();
+                    trace::retry(shared.owner, addr);
+                    deadline.start();
+                    attempt += 1;
+                    backoff(attempt);
+                }
             }
-            shared.stats.granted();
-            trace::grant(shared.owner, addr);
-            prof.mark(Phase::Release);
-            return Ok(());
         }
+        if let Some(residency) = &shared.residency {
+            residency.record(shared.mm_key, addr >> PAGE_SHIFT, shared.owner_key());
+        }
+        shared.stats.granted();
+        trace::grant(shared.owner, addr);
+        prof.mark(Phase::Release);
+        Ok(())
+    }
+
+    /// Step 1: unless the device holds the page already (`None`), names it in
+    /// [`State::granting`] and allocates what its grant needs, or takes back what the previous
+    /// attempt allocated.
+    fn prepare(&self, addr: usize, kept: Option<Prepared<T>>) -> Result<Option<Prepared<T>>> {
+        let spare = {
+            let mut state = self.shared.state.lock();
+            if state.grants.get(&(addr >> PAGE_SHIFT)).is_some() {
+                self.shared.stats.already_mapped();
+                return Ok(None);
+            }
+            // Before `read_begin()`, under the lock: see `State::granting`.
+            state.granting = addr;
+            if kept.is_some() {
+                return Ok(kept);
+            }
+            state.spare.pop()
+        };
+        // Allocated without the page-table lock, which reclaim may need.
+        let node = match spare {
+            Some(node) => node,
+            None => RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
+        };
+        let pte = T::alloc_pte(addr)?;
+        Ok(Some(Prepared { node, pte }))
+    }
+
+    /// Step 2: waits out another device's residency on the page, then starts the sequence the
+    /// grant is validated against (of a notifier of its own in per-fault mode).
+    fn begin(
+        &self,
+        lock: &mut BatchLock<'_>,
+        addr: usize,
+        chunk: &ChunkNotifier<T>,
+        deadline: &mut Deadline,
+    ) -> Result<Begun<T>> {
+        let shared = &self.shared;
+        let per_fault = match self.config.notifiers {
+            NotifierMode::LongLived => None,
+            NotifierMode::PerFault => {
+                // Inserting a notifier may take the mmap lock.
+                lock.unlock();
+                Some(Arc::pin_init(
+                    MmuIntervalNotifier::new(
+                        lock.mm,
+                        addr,
+                        PAGE_SIZE,
+                        Ok::<_, Error>(Chunk::new(shared.clone())),
+                    ),
+                    GFP_KERNEL_ACCOUNT,
+                )?)
+            }
+        };
+        if let Some(residency) = &shared.residency {
+            // Back off for the rest of the other device's slice, and then until the devices
+            // that came first had their turn, within the deadline, which this starts: at the
+            // deadline the fault takes the page, or fails with `EBUSY` if it collides.
+            let mut waited = false;
+            while let Some(left) =
+                residency.remaining(shared.mm_key, addr >> PAGE_SHIFT, shared.owner_key())
+            {
+                let budget = deadline.remaining();
+                if budget <= Delta::ZERO {
+                    break;
+                }
+                if fatal_signal_pending() {
+                    return Err(EINTR);
+                }
+                if !waited {
+                    shared.stats.residency_wait();
+                    waited = true;
+                }
+                lock.unlock();
+                fsleep(if left < budget { left } else { budget });
+            }
+        }
+        // With the mmap lock still held from the previous page of a batch, this may wait for an
+        // invalidation in progress, unlike the order Documentation/mm/hmm.rst shows. That
+        // cannot deadlock: invalidations take the mmap lock before they start or not at all
+        // (none takes it between start and end), and our `mmget()` rules out `exit_mmap()`. A
+        // writer queued on the lock waits for us meanwhile.
+        let seq = per_fault.as_deref().unwrap_or(chunk).read_begin();
+        Ok(Begun { seq, per_fault })
+    }
+
+    /// Step 3: makes the page device-exclusive under the mmap read lock, then commits the grant
+    /// under the page-table lock, unless an invalidation collided with it since [`Self::begin`]:
+    /// then the page is left to the CPU and the allocations are kept for the next attempt.
+    fn try_grant(
+        &self,
+        lock: &mut BatchLock<'_>,
+        addr: usize,
+        chunk: &ChunkNotifier<T>,
+        begun: &Begun<T>,
+        prepared: Prepared<T>,
+        prof: &mut Profiler<'_>,
+    ) -> Result<Attempt<T>> {
+        let shared = &self.shared;
+        let guard = lock.lock();
+        prof.mark(Phase::MmapLock);
+        let grant = {
+            let _in_progress = GrantInProgress::enter(&shared.granting_task);
+            guard.make_device_exclusive(addr, shared.owner)?
+        };
+        prof.mark(Phase::MakeExclusive);
+        let mut state = shared.state.lock();
+        let result = if begun.notifier(chunk).read_retry(begun.seq) {
+            Ok(Attempt::Retry(prepared))
+        } else {
+            Self::commit(&mut state, chunk, addr, &grant, prepared).map(|()| Attempt::Granted)
+        };
+        prof.mark(Phase::Commit);
+        // The page-table lock before the folio lock: lock order.
+        drop(state);
+        drop(grant);
+        result
+    }
+
+    /// Step 4, under the page-table lock, with the page device-exclusive for us and no
+    /// invalidation since `read_begin()`: maps it in the device and records the grant.
+    fn commit(
+        state: &mut State<T>,
+        chunk: &ChunkNotifier<T>,
+        addr: usize,
+        grant: &DeviceExclusiveFolio,
+        prepared: Prepared<T>,
+    ) -> Result {
+        state.pt.map_atomic(addr, grant.pfn(), prepared.pte)?;
+        // INVARIANT: `read_retry()` was false under the page-table lock: no invalidation of the
+        // page has begun since `read_begin()` that we have not seen (it would have set the
+        // sequence: it overlaps `granting` and is not ours), so the page is still
+        // device-exclusive for us, and the next invalidation of it will remove the grant.
+        let folio = grant.folio_ref();
+        chunk.data().granted.store(true, Relaxed);
+        chunk.data().emptied.store(false, Relaxed);
+        state
+            .grants
+            .insert(prepared.node.into_node(addr >> PAGE_SHIFT, Grant { folio }));
+        // The device may write; the exclusive entry looks clean to the core mm.
+        grant.mark_dirty();
+        Ok(())
+    }
+}
+
+/// What a grant needs, allocated before the page-table lock is taken.
+struct Prepared<T: DriverSvm> {
+    node: RBTreeNodeReservation<usize, Grant>,
+    pte: T::PteAlloc,
+}
+
+/// The sequence a grant is validated against, and the per-fault notifier it belongs to, if
+/// any (else the chunk's).
+struct Begun<T: DriverSvm> {
+    seq: ReadSeq,
+    per_fault: Option<Arc<ChunkNotifier<T>>>,
+}
+
+impl<T: DriverSvm> Begun<T> {
+    fn notifier<'a>(&'a self, chunk: &'a ChunkNotifier<T>) -> &'a ChunkNotifier<T> {
+        self.per_fault.as_deref().unwrap_or(chunk)
+    }
+}
+
+/// How an attempt to grant a page ended.
+enum Attempt<T: DriverSvm> {
+    Granted,
+    /// An invalidation collided with the grant; try again with these allocations.
+    Retry(Prepared<T>),
+}
+
+/// A fault's use of a chunk notifier, counted in `Chunk::users` so that [`SvmContext::trim`]
+/// leaves the chunk alone while a grant in it is being made. Dropping it ends the use, which
+/// may remove the notifier and sleep: never with the mmap lock held.
+///
+/// # Invariants
+///
+/// `chunk.data().users` counts this use until the guard is dropped. Guards are made and
+/// dropped by the context's fault, under its fault lock, which `release_chunk` relies on.
+struct ChunkUse<'a, T: DriverSvm> {
+    ctx: &'a SvmContext<T>,
+    index: usize,
+    chunk: Arc<ChunkNotifier<T>>,
+}
+
+impl<'a, T: DriverSvm> ChunkUse<'a, T> {
+    fn new(ctx: &'a SvmContext<T>, index: usize, chunk: Arc<ChunkNotifier<T>>) -> Self {
+        chunk.data().users.fetch_add(1, Relaxed);
+        // INVARIANT: counted just above.
+        Self { ctx, index, chunk }
+    }
+}
+
+impl<T: DriverSvm> Drop for ChunkUse<'_, T> {
+    fn drop(&mut self) {
+        // The last reference, if the chunk was removed, goes with `self.chunk` after this.
+        self.ctx.release_chunk(self.index, &self.chunk);
+    }
+}
+
+/// The current task's grant in progress for a context: recorded in the context's
+/// `Shared::granting_task` and in the table of tasks granting for any context, until dropped,
+/// so that the invalidations it causes itself are told apart from collisions.
+struct GrantInProgress<'a> {
+    task: &'a Atomic<usize>,
+    _any: Granting,
+}
+
+impl<'a> GrantInProgress<'a> {
+    fn enter(task: &'a Atomic<usize>) -> Self {
+        task.store(Task::current_raw() as usize, Relaxed);
+        Self {
+            task,
+            _any: Granting::enter(),
+        }
+    }
+}
+
+impl Drop for GrantInProgress<'_> {
+    fn drop(&mut self) {
+        self.task.store(0, Relaxed);
+    }
+}
+
+/// The mmap read lock across the pages of a batch: taken when a page needs it, dropped only to
+/// retry, wait, or create a notifier.
+struct BatchLock<'a> {
+    mm: &'a MmWithUser,
+    guard: Option<MmapReadGuard<'a>>,
+}
+
+impl<'a> BatchLock<'a> {
+    fn new(mm: &'a MmWithUser) -> Self {
+        Self { mm, guard: None }
+    }
+
+    /// The lock, taken if it is not held.
+    fn lock(&mut self) -> &MmapReadGuard<'a> {
+        self.guard.get_or_insert_with(|| self.mm.mmap_read_lock())
+    }
+
+    fn unlock(&mut self) {
+        self.guard = None;
+    }
+}
+
+/// A fault's deadline, started by its first retry or wait: most grants never read the clock.
+struct Deadline {
+    timeout: Delta,
+    started: Option<Instant<Monotonic>>,
+}
+
+impl Deadline {
+    fn new(timeout: Delta) -> Self {
+        Self {
+            timeout,
+            started: None,
+        }
+    }
+
+    fn start(&mut self) {
+        self.started.get_or_insert_with(Instant::now);
+    }
+
+    fn passed(&self) -> bool {
+        self.started.is_some_and(|s| s.elapsed() > self.timeout)
+    }
+
+    /// Time left, starting the deadline.
+    fn remaining(&mut self) -> Delta {
+        self.timeout - self.started.get_or_insert_with(Instant::now).elapsed()
     }
 }
 
@@ -736,13 +923,18 @@ fn fatal_signal_pending() -> bool {
 }
 
 #[pinned_drop]
-impl<T: Driver> PinnedDrop for SvmContext<T> {
+impl<T: DriverSvm> PinnedDrop for SvmContext<T> {
     fn drop(self: Pin<&mut Self>) {
         // The device gives everything back before the notifiers that would tell it to go.
         self.revoke_all();
+        let mut removed = RBTree::new();
         let mut chunks = self.chunks.lock();
         while let Some(c) = chunks.cursor_front_mut() {
-            drop(c.remove_current());
+            // Moving a node into another tree does not allocate.
+            removed.insert(c.remove_current().1);
         }
+        drop(chunks);
+        // The notifiers go here, outside the chunk lock.
+        drop(removed);
     }
 }

@@ -9,7 +9,7 @@ use super::{
     },
     stats::RevokeCause,
     trace,
-    Driver, //
+    DriverSvm, //
 };
 use crate::{
     mm::mmu_notifier::{
@@ -38,7 +38,7 @@ use crate::{
 pub(super) const CHUNK_SIZE: usize = SZ_2M;
 
 /// Notifier data for one chunk of a context (or, in per-fault mode, one fault).
-pub(super) struct Chunk<T: Driver> {
+pub(super) struct Chunk<T: DriverSvm> {
     pub(super) shared: Arc<Shared<T>>,
     /// Faults between looking this chunk up and committing their grant; a chunk in use is not
     /// trimmed, or a grant could end up with no notifier watching it.
@@ -49,7 +49,7 @@ pub(super) struct Chunk<T: Driver> {
     pub(super) emptied: Atomic<bool>,
 }
 
-impl<T: Driver> Chunk<T> {
+impl<T: DriverSvm> Chunk<T> {
     pub(super) fn new(shared: Arc<Shared<T>>) -> Self {
         Self {
             shared,
@@ -60,7 +60,7 @@ impl<T: Driver> Chunk<T> {
     }
 }
 
-impl<T: Driver> MmuIntervalNotifierOps for Chunk<T> {
+impl<T: DriverSvm> MmuIntervalNotifierOps for Chunk<T> {
     /// Revokes the grants in `range` and publishes the sequence, at once or deferred.
     ///
     /// The sequence protocol is what keeps a grant from slipping in while a page is being
@@ -118,7 +118,7 @@ impl<T: Driver> MmuIntervalNotifierOps for Chunk<T> {
         let (first, last) = (start >> PAGE_SHIFT, end.div_ceil(1 << PAGE_SHIFT));
         if state.has_grants(first, last) {
             // The device stops using the pages before the grants drop their references.
-            T::unmap(&mut state.pt, start, end);
+            state.pt.unmap(start, end);
             let removed = state.remove_grants(first, last, |i| shared.forget(i));
             let cause = RevokeCause::of_invalidation(event, range.owner(), own_task);
             shared.stats.revoked(cause, removed);

@@ -9,7 +9,7 @@ mod kunit {
         bindings,
         drm::svm::{
             Config,
-            Driver,
+            DriverSvm,
             NotifierMode,
             Residency,
             RevokeCause,
@@ -59,11 +59,7 @@ mod kunit {
         unmaps: usize,
     }
 
-    struct TestDriver;
-
-    impl Driver for TestDriver {
-        type PageTable = TestPt;
-
+    impl DriverSvm for TestPt {
         // The entries' capacity is reserved when the page table is made.
         type PteAlloc = ();
 
@@ -71,25 +67,22 @@ mod kunit {
             Ok(())
         }
 
-        fn map_atomic(pt: &mut TestPt, addr: usize, pfn: usize, _mem: ()) -> Result {
-            pt.entries
+        fn map_atomic(&mut self, addr: usize, pfn: usize, _mem: ()) -> Result {
+            self.entries
                 .push_within_capacity((addr, pfn))
                 .map_err(|_| ENOSPC)
         }
 
-        fn unmap(pt: &mut TestPt, start: usize, end: usize) {
-            pt.entries.retain(|&mut (a, _)| a < start || a >= end);
-            pt.unmaps += 1;
+        fn unmap(&mut self, start: usize, end: usize) {
+            self.entries.retain(|&mut (a, _)| a < start || a >= end);
+            self.unmaps += 1;
         }
     }
 
     static DEV_A: u8 = 0;
     static DEV_B: u8 = 0;
 
-    fn context(
-        owner: &'static u8,
-        mode: NotifierMode,
-    ) -> Result<Pin<KBox<SvmContext<TestDriver>>>> {
+    fn context(owner: &'static u8, mode: NotifierMode) -> Result<Pin<KBox<SvmContext<TestPt>>>> {
         let mm = current_mm().ok_or(EINVAL)?;
         let pt = TestPt {
             entries: KVec::with_capacity(PMD_SIZE / P, GFP_KERNEL)?,
@@ -100,11 +93,11 @@ mod kunit {
         KBox::pin_init(SvmContext::new(&mm, pt, config), GFP_KERNEL)
     }
 
-    fn ctx(owner: &'static u8) -> Result<Pin<KBox<SvmContext<TestDriver>>>> {
+    fn ctx(owner: &'static u8) -> Result<Pin<KBox<SvmContext<TestPt>>>> {
         context(owner, NotifierMode::LongLived)
     }
 
-    fn mapped(ctx: &SvmContext<TestDriver>, addr: usize) -> bool {
+    fn mapped(ctx: &SvmContext<TestPt>, addr: usize) -> bool {
         ctx.with_atomic_page(addr, |pt, _| pt.entries.iter().any(|&(a, _)| a == addr))
             .unwrap_or(false)
     }
@@ -114,7 +107,7 @@ mod kunit {
     /// Atomic only because the device holds the page: a read, a window, a write, like a device
     /// across a bus. Were a page granted to two devices at once, or to a device and the CPU,
     /// adds would be lost.
-    fn device_add(ctx: &SvmContext<TestDriver>, addr: usize, v: u64) -> Option<u64> {
+    fn device_add(ctx: &SvmContext<TestPt>, addr: usize, v: u64) -> Option<u64> {
         ctx.with_atomic_page(addr & !(P - 1), |_, page| {
             page.atomic::<u64>(addr % P).map(|a| {
                 let old = a.load(Relaxed);
@@ -127,7 +120,7 @@ mod kunit {
     }
 
     /// Fault and add, retrying the way a device would when the grant is lost meanwhile.
-    fn device_add_faulting(ctx: &SvmContext<TestDriver>, addr: usize, v: u64) -> Result<u64> {
+    fn device_add_faulting(ctx: &SvmContext<TestPt>, addr: usize, v: u64) -> Result<u64> {
         for _ in 0..100 {
             if let Some(old) = device_add(ctx, addr, v) {
                 return Ok(old);
@@ -242,7 +235,7 @@ mod kunit {
         mem.write_u64(0, 0)?;
         // Long enough that the other device always faults inside the slice, even on a slow guest.
         let residency = Residency::new(Delta::from_millis(20))?;
-        let mk = |owner: &'static u8| -> Result<Pin<KBox<SvmContext<TestDriver>>>> {
+        let mk = |owner: &'static u8| -> Result<Pin<KBox<SvmContext<TestPt>>>> {
             let mm = current_mm().ok_or(EINVAL)?;
             let pt = TestPt {
                 entries: KVec::with_capacity(4, GFP_KERNEL)?,
@@ -436,7 +429,7 @@ mod kunit {
         Ok((mem, off))
     }
 
-    fn shared_ctx(owner: &'static u8, timeout: Delta) -> Result<Arc<SvmContext<TestDriver>>> {
+    fn shared_ctx(owner: &'static u8, timeout: Delta) -> Result<Arc<SvmContext<TestPt>>> {
         let mm = current_mm().ok_or(EINVAL)?;
         let pt = TestPt {
             entries: KVec::with_capacity(16, GFP_KERNEL)?,
@@ -476,11 +469,7 @@ mod kunit {
     }
 
     /// `ctx.atomic_fault(addr, n)` on a worker.
-    fn fault_on_worker(
-        ctx: &Arc<SvmContext<TestDriver>>,
-        addr: usize,
-        n: usize,
-    ) -> Result<Arc<Job>> {
+    fn fault_on_worker(ctx: &Arc<SvmContext<TestPt>>, addr: usize, n: usize) -> Result<Arc<Job>> {
         let (job, ctx) = (Job::new()?, ctx.clone());
         let j = job.clone();
         workqueue::system_long()
@@ -707,7 +696,7 @@ mod kunit {
             // A long deadline: a loaded host can slow the guest's contention a lot.
             let mut config = Config::new(Owner::from_ptr(dev));
             config.timeout = Delta::from_secs(10);
-            let ctx = Arc::pin_init(SvmContext::<TestDriver>::new(&mm, pt, config), GFP_KERNEL)?;
+            let ctx = Arc::pin_init(SvmContext::<TestPt>::new(&mm, pt, config), GFP_KERNEL)?;
             contexts.push(ctx, GFP_KERNEL)?;
         }
         for ctx in &contexts {
