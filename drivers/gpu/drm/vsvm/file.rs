@@ -41,37 +41,31 @@ use crate::{
         Op,
         Width, //
     },
-    pt::{
-        PageTable,
-        VsvmSvm, //
-    },
+    pt::PageTable,
 };
 
 /// How long one operation keeps faulting before it gives up with `EBUSY`.
 const OP_DEADLINE: Delta = Delta::from_millis(2000);
-/// The UAPI index of each revocation cause.
-fn uapi_cause(cause: RevokeCause) -> usize {
-    (match cause {
-        RevokeCause::CpuFault => uapi::DRM_VSVM_REVOKE_CPU,
-        RevokeCause::OtherDevice => uapi::DRM_VSVM_REVOKE_DEVICE,
-        RevokeCause::Unmap => uapi::DRM_VSVM_REVOKE_UNMAP,
-        RevokeCause::Mprotect => uapi::DRM_VSVM_REVOKE_MPROTECT,
-        RevokeCause::Fork => uapi::DRM_VSVM_REVOKE_FORK,
-        RevokeCause::Migration => uapi::DRM_VSVM_REVOKE_MIGRATION,
-        RevokeCause::Exit => uapi::DRM_VSVM_REVOKE_EXIT,
-        RevokeCause::Other => uapi::DRM_VSVM_REVOKE_OTHER,
-    }) as usize
-}
 
-// Every cause the backend counts has a UAPI index, within the room the structure has.
-const _: () = assert!(RevokeCause::COUNT == uapi::DRM_VSVM_REVOKE_COUNT as usize);
-const _: () = assert!(RevokeCause::COUNT <= uapi::DRM_VSVM_REVOKE_SLOTS as usize);
+// The UAPI's revocation indices are the backend's causes (which are the tracepoint's).
+const _: () = {
+    assert!(RevokeCause::CpuFault as u32 == uapi::DRM_VSVM_REVOKE_CPU);
+    assert!(RevokeCause::OtherDevice as u32 == uapi::DRM_VSVM_REVOKE_DEVICE);
+    assert!(RevokeCause::Unmap as u32 == uapi::DRM_VSVM_REVOKE_UNMAP);
+    assert!(RevokeCause::Mprotect as u32 == uapi::DRM_VSVM_REVOKE_MPROTECT);
+    assert!(RevokeCause::Fork as u32 == uapi::DRM_VSVM_REVOKE_FORK);
+    assert!(RevokeCause::Migration as u32 == uapi::DRM_VSVM_REVOKE_MIGRATION);
+    assert!(RevokeCause::Exit as u32 == uapi::DRM_VSVM_REVOKE_EXIT);
+    assert!(RevokeCause::Other as u32 == uapi::DRM_VSVM_REVOKE_OTHER);
+    assert!(RevokeCause::COUNT == uapi::DRM_VSVM_REVOKE_COUNT as usize);
+    assert!(RevokeCause::COUNT <= uapi::DRM_VSVM_REVOKE_SLOTS as usize);
+};
 
 /// The per-open state: the context binds the device to the opener's address space.
 #[pin_data]
 pub(crate) struct File {
     #[pin]
-    ctx: SvmContext<VsvmSvm>,
+    ctx: SvmContext<PageTable>,
     device: u32,
     ops: Atomic<u64>,
 }
@@ -104,7 +98,7 @@ impl drm::file::DriverFile for File {
 impl File {
     /// The context, if the caller is the process that opened the file: a file descriptor
     /// passed to another process, or kept across `exec()`, gives no access to either mm.
-    fn ctx(file: &drm::File<File>) -> Result<&SvmContext<VsvmSvm>> {
+    fn ctx(file: &drm::File<File>) -> Result<&SvmContext<PageTable>> {
         let this = file.inner().get_ref();
         let task = kernel::current!();
         match task.mm() {
@@ -116,7 +110,7 @@ impl File {
     /// Runs `f` on the granted page of `addr`, faulting it in as the device would, until it
     /// succeeds or [`OP_DEADLINE`] passes. Returns `f`'s result and the faults taken.
     fn with_page<R>(
-        ctx: &SvmContext<VsvmSvm>,
+        ctx: &SvmContext<PageTable>,
         addr: usize,
         mut f: impl FnMut(&kernel::drm::svm::AtomicPage<'_>) -> Result<R>,
     ) -> Result<(R, u64)> {
@@ -317,9 +311,7 @@ impl File {
         req.notifiers = ctx.chunk_count() as u64;
         req.device = file.inner().device;
         req.causes = uapi::DRM_VSVM_REVOKE_COUNT;
-        for cause in RevokeCause::ALL {
-            req.revocations[uapi_cause(cause)] = s.revoked_by(cause);
-        }
+        req.revocations[..RevokeCause::COUNT].copy_from_slice(&s.revocations);
         Ok(0)
     }
 }

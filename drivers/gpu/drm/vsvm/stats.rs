@@ -45,23 +45,14 @@ impl fmt::Debug for StatsFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.0.svm.snapshot();
         writeln!(f, "ops: {}", self.0.ops.load(Relaxed))?;
-        writeln!(f, "faults: {}", s.faults)?;
-        writeln!(f, "pages_granted: {}", s.pages_granted)?;
-        writeln!(f, "pages_already_mapped: {}", s.pages_already_mapped)?;
-        writeln!(f, "retries: {}", s.retries)?;
-        writeln!(f, "timeouts: {}", s.timeouts)?;
-        writeln!(f, "errors: {}", s.errors)?;
-        writeln!(f, "own_events_ignored: {}", s.own_events_ignored)?;
-        writeln!(f, "own_invalidations: {}", s.own_invalidations)?;
+        for (name, n) in s.counters() {
+            writeln!(f, "{name}: {n}")?;
+        }
         write!(f, "revocations:")?;
         for cause in RevokeCause::ALL {
             write!(f, " {}={}", cause.name(), s.revoked_by(cause))?;
         }
         writeln!(f)?;
-        writeln!(f, "pages_revoked: {}", s.pages_revoked)?;
-        writeln!(f, "nonblocking_busy: {}", s.nonblocking_busy)?;
-        writeln!(f, "residency_waits: {}", s.residency_waits)?;
-        writeln!(f, "notifiers_inserted: {}", s.notifiers_inserted)?;
         // One fault in `LATENCY_SAMPLE` is timed.
         write!(f, "fault_latency_us_log2_sampled:")?;
         for n in s.latency_us {

@@ -38,15 +38,15 @@ module! {
         },
         residency_us: u32 {
             default: 0,
-            description: "Minimum residency of a grant before another GPU may take it, in us (0: off)",
+            description: "Minimum residency of a grant against other GPUs, in us (0: off)",
         },
         rmw_window_ns: u32 {
             default: 0,
-            description: "Delay between the read and the write of a device atomic, in ns (0-100000)",
+            description: "Delay inside a device atomic, read to write, in ns (0-100000)",
         },
         per_fault_notifiers: bool {
             default: false,
-            description: "Insert and remove a notifier for every fault, as nouveau does (for comparison)",
+            description: "A notifier per fault, as nouveau does (for comparison)",
         },
     },
 }

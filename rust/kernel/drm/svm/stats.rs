@@ -4,6 +4,7 @@
 
 use super::granting;
 use crate::{
+    bindings,
     mm::mmu_notifier::{
         Event,
         Owner, //
@@ -18,34 +19,47 @@ use crate::{
 };
 
 /// Why a device lost atomic access to pages.
+///
+/// The values are those of `enum drm_svm_revoke_cause` in the tracepoint header, which prints
+/// them by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
 pub enum RevokeCause {
     /// A CPU access took the page back, or another zap the core mm reports the same way
     /// (`MMU_NOTIFY_CLEAR` with no owner, from an ordinary task): `MADV_DONTNEED`,
     /// `MADV_FREE`, the split of a THP.
-    CpuFault,
+    CpuFault = bindings::drm_svm_revoke_cause_DRM_SVM_REVOKE_CPU,
     /// Another device made the page exclusive to itself. The core mm reports that as a CPU
     /// fault; it is told apart by the task, which is inside another context's grant.
-    OtherDevice,
+    OtherDevice = bindings::drm_svm_revoke_cause_DRM_SVM_REVOKE_DEVICE,
     /// `munmap()` or `mremap()`.
-    Unmap,
+    Unmap = bindings::drm_svm_revoke_cause_DRM_SVM_REVOKE_UNMAP,
     /// `mprotect()`.
-    Mprotect,
+    Mprotect = bindings::drm_svm_revoke_cause_DRM_SVM_REVOKE_MPROTECT,
     /// Write-protection of single pages: fork's copy-on-write, KSM.
-    Fork,
+    Fork = bindings::drm_svm_revoke_cause_DRM_SVM_REVOKE_FORK,
     /// Migration (`MMU_NOTIFY_MIGRATE`), or reclaim: an unmapping by a task that is
     /// reclaiming memory (kswapd, direct or memcg reclaim), which the core mm reports like a
     /// CPU fault.
-    Migration,
+    Migration = bindings::drm_svm_revoke_cause_DRM_SVM_REVOKE_MIGRATION,
     /// The process exited.
-    Exit,
+    Exit = bindings::drm_svm_revoke_cause_DRM_SVM_REVOKE_EXIT,
     /// Anything else (soft-dirty tracking, ...).
-    Other,
+    Other = bindings::drm_svm_revoke_cause_DRM_SVM_REVOKE_OTHER,
 }
+
+// `ALL` lists every cause, each at its index.
+const _: () = {
+    let mut i = 0;
+    while i < RevokeCause::COUNT {
+        assert!(RevokeCause::ALL[i] as usize == i);
+        i += 1;
+    }
+};
 
 impl RevokeCause {
     /// Number of causes.
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = bindings::drm_svm_revoke_cause_DRM_SVM_REVOKE_COUNT as usize;
 
     /// All causes, in the order of their indices.
     pub const ALL: [RevokeCause; Self::COUNT] = [
@@ -88,7 +102,7 @@ impl RevokeCause {
         }
     }
 
-    /// A short name, for debugfs and tables.
+    /// A short name, for debugfs and tables (the tracepoint's).
     pub fn name(self) -> &'static str {
         match self {
             Self::CpuFault => "cpu",
@@ -100,10 +114,6 @@ impl RevokeCause {
             Self::Exit => "exit",
             Self::Other => "other",
         }
-    }
-
-    fn index(self) -> usize {
-        self as usize
     }
 }
 
@@ -120,7 +130,7 @@ pub enum Phase {
     MmapLock,
     /// `make_device_exclusive()`.
     MakeExclusive,
-    /// Page-table lock, sequence check, `Driver::map_atomic`, recording the grant, dirtying.
+    /// Page-table lock, sequence check, `DriverSvm::map_atomic`, recording the grant, dirtying.
     Commit,
     /// Unlocking and releasing the folio, residency and counters.
     Release,
@@ -164,68 +174,104 @@ pub const LATENCY_BUCKETS: usize = 16;
 /// One fault in this many is timed for the latency histogram.
 pub const LATENCY_SAMPLE: u64 = 16;
 
-/// Counters of an SVM context, updated without locks.
-pub struct Stats {
-    faults: Atomic<u64>,
-    pages_granted: Atomic<u64>,
-    pages_already_mapped: Atomic<u64>,
-    retries: Atomic<u64>,
-    timeouts: Atomic<u64>,
-    errors: Atomic<u64>,
-    own_events_ignored: Atomic<u64>,
-    own_invalidations: Atomic<u64>,
-    revocations: [Atomic<u64>; RevokeCause::COUNT],
-    pages_revoked: Atomic<u64>,
-    nonblocking_busy: Atomic<u64>,
-    residency_waits: Atomic<u64>,
-    notifiers_inserted: Atomic<u64>,
-    phase_ns: [Atomic<u64>; Phase::COUNT],
-    latency_us: [Atomic<u64>; LATENCY_BUCKETS],
-    /// Counters that also see every update of these, such as a device's totals over all its
-    /// contexts.
-    parent: Option<Arc<Stats>>,
+/// Defines the scalar counters once: the field of [`Stats`] and of [`Snapshot`], its
+/// documentation, and the method that counts one event, if it has one.
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $name:ident $(=> $count:ident)?;)*) => {
+        /// Counters of an SVM context, updated without locks.
+        pub struct Stats {
+            $($name: Atomic<u64>,)*
+            revocations: [Atomic<u64>; RevokeCause::COUNT],
+            phase_ns: [Atomic<u64>; Phase::COUNT],
+            latency_us: [Atomic<u64>; LATENCY_BUCKETS],
+            /// Counters that also see every update of these, such as a device's totals over
+            /// all its contexts.
+            parent: Option<Arc<Stats>>,
+        }
+
+        /// A copy of the [`Stats`] of a context at one moment.
+        #[derive(Clone, Copy, Debug, Default)]
+        pub struct Snapshot {
+            $($(#[doc = $doc])* pub $name: u64,)*
+            /// Invalidations that removed at least one grant, by cause ([`RevokeCause::ALL`]
+            /// order).
+            pub revocations: [u64; RevokeCause::COUNT],
+            /// Time spent in each [`Phase`] of granting, if the context profiles.
+            pub phase_ns: [u64; Phase::COUNT],
+            /// Fault latency histogram of the sampled faults, see [`LATENCY_BUCKETS`].
+            pub latency_us: [u64; LATENCY_BUCKETS],
+        }
+
+        impl Snapshot {
+            /// The scalar counters with their names, in the order they are defined.
+            pub fn counters(&self) -> [(&'static str, u64); [$(stringify!($name)),*].len()] {
+                [$((stringify!($name), self.$name)),*]
+            }
+        }
+
+        impl Stats {
+            pub(crate) const fn new(parent: Option<Arc<Stats>>) -> Self {
+                Self {
+                    $($name: Atomic::new(0),)*
+                    revocations: [const { Atomic::new(0) }; RevokeCause::COUNT],
+                    phase_ns: [const { Atomic::new(0) }; Phase::COUNT],
+                    latency_us: [const { Atomic::new(0) }; LATENCY_BUCKETS],
+                    parent,
+                }
+            }
+
+            $($(
+                /// Counts one event; returns this context's count before it.
+                pub(crate) fn $count(&self) -> u64 {
+                    self.bump(|s| &s.$name, 1)
+                }
+            )?)*
+
+            /// Reads all counters (each exactly, the set not atomically).
+            pub fn snapshot(&self) -> Snapshot {
+                Snapshot {
+                    $($name: self.$name.load(Relaxed),)*
+                    revocations: core::array::from_fn(|i| self.revocations[i].load(Relaxed)),
+                    phase_ns: core::array::from_fn(|i| self.phase_ns[i].load(Relaxed)),
+                    latency_us: core::array::from_fn(|i| self.latency_us[i].load(Relaxed)),
+                }
+            }
+        }
+    };
 }
 
-/// A copy of the [`Stats`] of a context at one moment.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Snapshot {
+counters! {
     /// Calls of `atomic_fault`.
-    pub faults: u64,
+    faults => fault;
     /// Pages made exclusive and mapped.
-    pub pages_granted: u64,
+    pages_granted => granted;
     /// Pages a fault found already mapped with atomic permission.
-    pub pages_already_mapped: u64,
+    pages_already_mapped => already_mapped;
     /// Times a grant was thrown away because an invalidation collided with it.
-    pub retries: u64,
+    retries => retry;
     /// Faults that gave up with `EBUSY` at their deadline.
-    pub timeouts: u64,
+    timeouts => timeout;
     /// Faults that failed otherwise.
-    pub errors: u64,
+    errors => error;
     /// `MMU_NOTIFY_EXCLUSIVE` events of this device's own grants, ignored before any lock.
-    pub own_events_ignored: u64,
+    own_events_ignored => own_event;
     /// Other invalidations made by a grant in progress itself (faulting the page back from
     /// another device, splitting a PMD), which therefore did not force a retry.
-    pub own_invalidations: u64,
-    /// Invalidations that removed at least one grant, by cause ([`RevokeCause::ALL`] order).
-    pub revocations: [u64; RevokeCause::COUNT],
-    /// Pages whose grant was removed.
-    pub pages_revoked: u64,
+    own_invalidations => own_invalidation;
+    /// Pages whose grant was removed (counted with the revocations).
+    pages_revoked;
     /// Non-blockable invalidations refused because the page-table lock was held.
-    pub nonblocking_busy: u64,
+    nonblocking_busy => busy;
     /// Faults that waited for another device's minimum residency to end.
-    pub residency_waits: u64,
+    residency_waits => residency_wait;
     /// Chunk notifiers inserted (each one a `mmu_interval_notifier_insert()`).
-    pub notifiers_inserted: u64,
-    /// Time spent in each [`Phase`] of granting, if the context profiles.
-    pub phase_ns: [u64; Phase::COUNT],
-    /// Fault latency histogram of the sampled faults, see [`LATENCY_BUCKETS`].
-    pub latency_us: [u64; LATENCY_BUCKETS],
+    notifiers_inserted => notifier_inserted;
 }
 
 impl Snapshot {
     /// Revocations of one cause.
     pub fn revoked_by(&self, cause: RevokeCause) -> u64 {
-        self.revocations[cause.index()]
+        self.revocations[cause as usize]
     }
 
     /// All revocations.
@@ -243,28 +289,6 @@ impl Stats {
         Ok(Arc::new(Self::new(None), GFP_KERNEL)?)
     }
 
-    pub(crate) const fn new(parent: Option<Arc<Stats>>) -> Self {
-        Self {
-            faults: Atomic::new(0),
-            pages_granted: Atomic::new(0),
-            pages_already_mapped: Atomic::new(0),
-            retries: Atomic::new(0),
-            timeouts: Atomic::new(0),
-            errors: Atomic::new(0),
-            own_events_ignored: Atomic::new(0),
-            own_invalidations: Atomic::new(0),
-            revocations: [const { Atomic::new(0) }; RevokeCause::COUNT],
-            pages_revoked: Atomic::new(0),
-            nonblocking_busy: Atomic::new(0),
-            residency_waits: Atomic::new(0),
-            notifiers_inserted: Atomic::new(0),
-            phase_ns: [const { Atomic::new(0) }; Phase::COUNT],
-            latency_us: [const { Atomic::new(0) }; LATENCY_BUCKETS],
-            parent,
-        }
-    }
-
-    /// Adds `n` to the counter `field` picks, here and in the parent.
     /// Adds `n` to a counter, here and in the parent; returns this context's old value.
     fn bump(&self, field: impl Fn(&Stats) -> &Atomic<u64>, n: u64) -> u64 {
         let old = field(self).fetch_add(n, Relaxed);
@@ -274,57 +298,12 @@ impl Stats {
         old
     }
 
-    /// Counts a fault; returns how many this context counted before it.
-    pub(crate) fn fault(&self) -> u64 {
-        self.bump(|s| &s.faults, 1)
-    }
-
-    pub(crate) fn granted(&self) {
-        self.bump(|s| &s.pages_granted, 1);
-    }
-
-    pub(crate) fn already_mapped(&self) {
-        self.bump(|s| &s.pages_already_mapped, 1);
-    }
-
-    pub(crate) fn retry(&self) {
-        self.bump(|s| &s.retries, 1);
-    }
-
-    pub(crate) fn timeout(&self) {
-        self.bump(|s| &s.timeouts, 1);
-    }
-
-    pub(crate) fn error(&self) {
-        self.bump(|s| &s.errors, 1);
-    }
-
-    pub(crate) fn own_event(&self) {
-        self.bump(|s| &s.own_events_ignored, 1);
-    }
-
-    pub(crate) fn own_invalidation(&self) {
-        self.bump(|s| &s.own_invalidations, 1);
-    }
-
-    pub(crate) fn busy(&self) {
-        self.bump(|s| &s.nonblocking_busy, 1);
-    }
-
     pub(crate) fn phase(&self, phase: Phase, ns: u64) {
         self.bump(|s| &s.phase_ns[phase as usize], ns);
     }
 
-    pub(crate) fn residency_wait(&self) {
-        self.bump(|s| &s.residency_waits, 1);
-    }
-
-    pub(crate) fn notifier_inserted(&self) {
-        self.bump(|s| &s.notifiers_inserted, 1);
-    }
-
     pub(crate) fn revoked(&self, cause: RevokeCause, pages: u64) {
-        self.bump(|s| &s.revocations[cause.index()], 1);
+        self.bump(|s| &s.revocations[cause as usize], 1);
         self.bump(|s| &s.pages_revoked, pages);
     }
 
@@ -332,26 +311,5 @@ impl Stats {
         let us = d.as_micros_ceil().max(0) as u64;
         let bucket = (u64::BITS - us.leading_zeros()) as usize;
         self.bump(|s| &s.latency_us[bucket.min(LATENCY_BUCKETS - 1)], 1);
-    }
-
-    /// Reads all counters (each exactly, the set not atomically).
-    pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            faults: self.faults.load(Relaxed),
-            pages_granted: self.pages_granted.load(Relaxed),
-            pages_already_mapped: self.pages_already_mapped.load(Relaxed),
-            retries: self.retries.load(Relaxed),
-            timeouts: self.timeouts.load(Relaxed),
-            errors: self.errors.load(Relaxed),
-            own_events_ignored: self.own_events_ignored.load(Relaxed),
-            own_invalidations: self.own_invalidations.load(Relaxed),
-            revocations: core::array::from_fn(|i| self.revocations[i].load(Relaxed)),
-            pages_revoked: self.pages_revoked.load(Relaxed),
-            nonblocking_busy: self.nonblocking_busy.load(Relaxed),
-            residency_waits: self.residency_waits.load(Relaxed),
-            notifiers_inserted: self.notifiers_inserted.load(Relaxed),
-            phase_ns: core::array::from_fn(|i| self.phase_ns[i].load(Relaxed)),
-            latency_us: core::array::from_fn(|i| self.latency_us[i].load(Relaxed)),
-        }
     }
 }
