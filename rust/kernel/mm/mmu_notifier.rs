@@ -443,12 +443,18 @@ impl<T: MmuIntervalNotifierOps> MmuIntervalNotifier<T> {
     ///
     /// No page table changes, so nothing is published: [`InvalidateSeq::set`] and
     /// [`InvalidateSeq::defer`] do nothing for such a callback.
-    #[cfg(CONFIG_RUST_DRM_SVM_KUNIT_TEST)]
+    ///
+    /// Only for the KUnit tests of the notifier's users in this crate.
+    #[cfg(CONFIG_KUNIT)]
+    #[allow(
+        dead_code,
+        reason = "used only by the KUnit tests that are configured in"
+    )]
     pub(crate) fn invalidate_for_test(&self, start: usize, len: usize, blockable: bool) -> bool {
         let range = bindings::mmu_notifier_range {
             mm: self.mm().as_raw(),
             start,
-            end: start + len,
+            end: start.saturating_add(len),
             flags: if blockable {
                 bindings::MMU_NOTIFIER_RANGE_BLOCKABLE
             } else {
