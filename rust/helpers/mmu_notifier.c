@@ -1,9 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-#include <linux/mm.h>
 #include <linux/mmu_notifier.h>
-#include <linux/pagemap.h>
-#include <kunit/test.h>
 
 #ifdef CONFIG_MMU_NOTIFIER
 __rust_helper bool
@@ -33,33 +30,3 @@ rust_helper_mmu_notifier_range_blockable(const struct mmu_notifier_range *range)
 	return mmu_notifier_range_blockable(range);
 }
 #endif
-
-__rust_helper void rust_helper_folio_get(struct folio *folio)
-{
-	folio_get(folio);
-}
-
-__rust_helper void rust_helper_folio_put(struct folio *folio)
-{
-	folio_put(folio);
-}
-
-__rust_helper unsigned int rust_helper_folio_order(const struct folio *folio)
-{
-	return folio_order(folio);
-}
-
-__rust_helper unsigned long rust_helper_page_to_pfn(const struct page *page)
-{
-	return page_to_pfn(page);
-}
-
-__rust_helper bool rust_helper_folio_test_dirty(const struct folio *folio)
-{
-	return folio_test_dirty(folio);
-}
-
-__rust_helper bool rust_helper_folio_test_locked(const struct folio *folio)
-{
-	return folio_test_locked(folio);
-}
