@@ -21,8 +21,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "../tests/vsvm_common.h"
-#include "../tests/thp.h"
+#include "../tools/testing/selftests/drivers/gpu/vsvm/vsvm_common.h"
+#include "../tools/testing/selftests/drivers/gpu/vsvm/thp.h"
 #include "test_hmm_uapi.h"
 
 #define NPAGES 512

@@ -25,6 +25,8 @@ import sys
 MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "manifest")
 # KUnit suites of this project; other suites in the kernel only have to pass.
 OUR_SUITES = re.compile(r"^rust_(mm_|drm_svm)")
+# The project's doctests, in the kernel crate's doctest suite.
+OUR_DOCTESTS = re.compile(r"^rust_doctest_kernel_(drm_svm|mm_mmu_notifier|mm_device_exclusive|kunit_user_mem)")
 
 SPLATS = [
     r"WARNING: ",
@@ -93,7 +95,8 @@ def ran_tests(lines):
             suite = m.group(1)
             continue
         m = re.match(r"^\s{4,}(?:not ok|ok) \d+ (\S+)", line)
-        if m and suite and OUR_SUITES.match(suite):
+        if m and suite and (OUR_SUITES.match(suite) or
+                            suite == "rust_doctests_kernel" and OUR_DOCTESTS.match(m.group(1))):
             names.append(f"kunit {suite}.{m.group(1)}")
             continue
         if line.startswith("SVM-TEST-BEGIN "):

@@ -10,8 +10,8 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#include "../vsvm_common.h"
-#include "../thp.h"
+#include "../../tools/testing/selftests/drivers/gpu/vsvm/vsvm_common.h"
+#include "../../tools/testing/selftests/drivers/gpu/vsvm/thp.h"
 
 #define NPAGES		(THP_SZ / PAGE_SZ)
 #define DEV_THREADS	2
