@@ -6,7 +6,7 @@
 # directory; see README.md.  (Kbuild, not this file, is what an out-of-tree
 # module build reads.)
 
-.PHONY: all test check demo bench setup kernel fmt help
+.PHONY: all test check patches demo bench setup kernel fmt help
 
 all: test
 
@@ -14,11 +14,17 @@ all: test
 test:
 	@build/run-tests.sh
 
-## check: style checks only (rustfmt, checkpatch; clippy runs in every build)
+## check: style checks, then the series applied with git am to a pristine tree and built after every patch
 check:
 	@build/setup.sh
 	@build/prepare.sh >/dev/null
 	@build/lint.sh
+	@build/check-series.sh
+
+## patches: write the upstream series (git format-patch, cover letter) to out/series/
+patches:
+	@build/setup.sh
+	@build/patches.sh
 
 ## demo: boot the kernel and run the multi-device atomic contention workload
 demo:

@@ -15,15 +15,7 @@ make -s -C "$SRC" O="$OUT" "${KMAKE_VARS[@]}" -j"$JOBS" bzImage modules headers 
 # what the guest loads.
 make -s -C "$SRC" O="$OUT" "${KMAKE_VARS[@]}" -j"$JOBS" M="$TOP" MO="$OUT/extmod" modules \
 	>> "$OUT/build.log" 2>&1 || { tail -n 40 "$OUT/build.log" >&2; die "out-of-tree module build failed"; }
-# New compiler warnings are errors for our files: C warnings name the file on
-# their first line, rustc and clippy on the "-->" line that follows.
-warnings() {
-	awk '/^warning: [0-9]+ warnings? emitted/ { w = 0; next }
-	     /^warning/ { w = 1; head = $0; next }
-	     w && /-->/ { print head " " $0; w = 0 }
-	     /: warning:/' "$OUT/build.log"
-}
-if warnings | grep -E 'rust/kernel/mm/|drivers/gpu/drm/vsvm|rust/kernel/drm/svm' >&2; then
+if build_warnings "$OUT/build.log" | grep -E 'rust/kernel/mm/|drivers/gpu/drm/vsvm|rust/kernel/drm/svm' >&2; then
 	# Force the next build to recompile (and so report) them again.
 	rm -f "$OUT/rust/kernel.o"
 	find "$OUT/drivers/gpu/drm" "$OUT/extmod" -path '*vsvm*' -name '*.o' -delete 2>/dev/null || true

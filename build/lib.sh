@@ -30,3 +30,13 @@ fi
 
 log() { printf '>>> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# The compiler warnings in a kernel build log, one per line: C warnings name
+# the file on their first line, rustc and clippy on the "-->" line that
+# follows.
+build_warnings() {
+	awk '/^warning: [0-9]+ warnings? emitted/ { w = 0; next }
+	     /^warning/ { w = 1; head = $0; next }
+	     w && /-->/ { print head " " $0; w = 0 }
+	     /: warning:/' "$1"
+}

@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Style checks for the project's own files: rustfmt (with the kernel's
-# .rustfmt.toml), checkpatch --strict on our C files and on the patches to
-# upstream files, kernel-doc on the UAPI headers.  Clippy runs as part of every build (CLIPPY=1), and the
-# build fails on warnings in our files.  Needs a prepared tree.
+# .rustfmt.toml), checkpatch --strict on our C files and on every patch of
+# the upstream series (made here from patches/), kernel-doc on the UAPI
+# headers.  Clippy runs as part of every build (CLIPPY=1), and the build
+# fails on warnings in our files.  Needs a prepared tree.
 
 . "$(dirname "$0")/lib.sh"
 
@@ -25,16 +26,22 @@ for f in $cfiles; do
 	# The selftests follow kselftest conventions (e.g. TEST_F macros read as functions).
 	# TRACE_EVENT() layout trips the same checks in upstream's own trace headers.
 	case "$f" in
-	tests/* | bench/*) extra=(--ignore MACRO_ARG_UNUSED,OPEN_BRACE,TRAILING_SEMICOLON,PREFER_KERNEL_TYPES) ;;
+	tools/testing/selftests/* | tests/* | bench/*) extra=(--ignore MACRO_ARG_UNUSED,OPEN_BRACE,TRAILING_SEMICOLON,PREFER_KERNEL_TYPES) ;;
 	include/trace/events/*) extra=(--ignore OPEN_ENDED_LINE,PARENTHESIS_ALIGNMENT) ;;
 	*) extra=() ;;
 	esac
 	"${CHECKPATCH[@]}" "${extra[@]}" -f "$f" || fail=1
 done
-for p in patches/*.patch; do
-	[ -f "$p" ] || continue
-	# Fed on standard input: checkpatch reads a git-tracked file as a new file.
-	"$SRC/scripts/checkpatch.pl" --strict --no-tree --quiet --color=never - < "$p" ||
+# The series made from patches/ and the overlay (build/series.py), as it
+# would be mailed.
+SVM_SERIES_CHECK=1 "$TOP/build/patches.sh" >/dev/null || fail=1
+for p in out/series/*.patch; do
+	case "$p" in */0000-cover-letter.patch) continue ;; esac
+	# From the tree the series was made in: checkpatch's SPDX check
+	# (spdxcheck.py) wants a git tree, and Debian's python3 with python3-ply
+	# and python3-git, not another python3 on PATH.
+	PATH=/usr/bin:$PATH "$CACHE/series/work/scripts/checkpatch.pl" --strict --quiet \
+		--no-summary --color=never "$p" ||
 		{ echo "in $p" >&2; fail=1; }
 done
 # The UAPI headers' documentation is built into Documentation/gpu/vsvm.rst.

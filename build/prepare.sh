@@ -13,7 +13,7 @@
 
 . "$(dirname "$0")/lib.sh"
 
-OVERLAY_DIRS=(rust drivers include Documentation)
+OVERLAY_DIRS=(rust drivers include Documentation tools)
 STATE=$SRC/.svm-state
 mkdir -p "$CACHE"
 
@@ -58,6 +58,8 @@ if [ "$new_sum" != "$old_sum" ]; then
 	mkdir -p "$STATE/patches"
 	for p in "$TOP"/patches/*.patch; do
 		[ -f "$p" ] || continue
+		# A patch that only adds files has no diff (build/series.py).
+		grep -q '^+++ ' "$p" || continue
 		log "applying $(basename "$p")"
 		patch -d "$SRC" -p1 --forward --batch --silent < "$p" ||
 			die "$(basename "$p") does not apply to $SRC"

@@ -11,7 +11,8 @@
 BINDGEN_VERSION=0.72.1
 PKGS=(rustc-web rust-web-src rust-web-clippy rustfmt-web libclang1-19
       qemu-system-x86 busybox-static flex bison bc cpio libelf-dev libssl-dev
-      ccache patch rsync python3 xz-utils gcc make perl)
+      ccache patch rsync python3 python3-ply python3-git git xz-utils gcc make perl)
+# spdxcheck.py (run by checkpatch) needs python3-ply and python3-git.
 # `make bench` plots with Debian's matplotlib (for /usr/bin/python3).
 [ "${SVM_PROFILE:-test}" = bench ] && PKGS+=(python3-matplotlib)
 
