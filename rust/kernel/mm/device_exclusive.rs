@@ -95,17 +95,20 @@ pub struct DeviceExclusiveFolio {
 
 impl DeviceExclusiveFolio {
     /// The page-aligned user address of the page.
+    #[inline]
     pub fn addr(&self) -> usize {
         self.addr
     }
 
     /// The page frame number of the page.
+    #[inline]
     pub fn pfn(&self) -> usize {
         // SAFETY: `page` is valid while we hold a reference to its folio.
         unsafe { bindings::page_to_pfn(self.page.as_ptr()) }
     }
 
     /// The page, for access through a kernel mapping.
+    #[inline]
     pub fn page(&self) -> BorrowedPage<'_> {
         // SAFETY: The page is valid while we hold a reference to its folio, which lasts at
         // least as long as the borrow of `self`.
@@ -113,22 +116,26 @@ impl DeviceExclusiveFolio {
     }
 
     /// The order of the folio: 0 for a small page, 9 for a PMD-sized THP on x86-64.
+    #[inline]
     pub fn order(&self) -> u32 {
         // SAFETY: The folio is valid while we hold a reference.
         unsafe { bindings::folio_order(self.folio.as_ptr()) }
     }
 
     /// The number of pages in the folio.
+    #[inline]
     pub fn nr_pages(&self) -> usize {
         1 << self.order()
     }
 
     /// The size of the folio in bytes.
+    #[inline]
     pub fn size(&self) -> usize {
         self.nr_pages() << PAGE_SHIFT
     }
 
     /// Whether the folio is larger than one page (a THP or another large folio).
+    #[inline]
     pub fn is_large(&self) -> bool {
         self.order() > 0
     }
@@ -137,12 +144,14 @@ impl DeviceExclusiveFolio {
     ///
     /// Device-exclusive entries look clean to the core mm, so a driver that lets the device
     /// write must call this, or reclaim could treat the device's writes as never made.
+    #[inline]
     pub fn mark_dirty(&self) {
         // SAFETY: The folio is valid and locked by the type invariants.
         unsafe { bindings::folio_mark_dirty(self.folio.as_ptr()) };
     }
 
     /// Whether the folio is dirty.
+    #[inline]
     pub fn is_dirty(&self) -> bool {
         // SAFETY: The folio is valid while we hold a reference.
         unsafe { bindings::folio_test_dirty(self.folio.as_ptr()) }
@@ -183,12 +192,14 @@ unsafe impl Sync for FolioRef {}
 
 impl FolioRef {
     /// The page.
+    #[inline]
     pub fn page(&self) -> BorrowedPage<'_> {
         // SAFETY: The page is valid while we hold a reference to its folio.
         unsafe { BorrowedPage::from_raw(self.page) }
     }
 
     /// The page frame number of the page.
+    #[inline]
     pub fn pfn(&self) -> usize {
         // SAFETY: `page` is valid while we hold a reference to its folio.
         unsafe { bindings::page_to_pfn(self.page.as_ptr()) }

@@ -92,11 +92,13 @@ unsafe impl Sync for Owner {}
 impl Owner {
     /// Creates an owner cookie from the address of an object that outlives its use, typically the
     /// driver's per-device data.
+    #[inline]
     pub fn from_ptr<T>(ptr: *const T) -> Self {
         Self(ptr.cast_mut().cast())
     }
 
     /// Returns the cookie as the pointer the C API expects.
+    #[inline]
     pub fn as_ptr(self) -> *mut c_void {
         self.0
     }
@@ -127,22 +129,26 @@ impl Range {
     }
 
     /// The first address of the range.
+    #[inline]
     pub fn start(&self) -> usize {
         self.raw().start
     }
 
     /// The address just past the range.
+    #[inline]
     pub fn end(&self) -> usize {
         self.raw().end
     }
 
     /// Why the range is being invalidated.
+    #[inline]
     pub fn event(&self) -> Event {
         Event::from_raw(self.raw().event)
     }
 
     /// The owner given by whoever started the invalidation ([`Event::Exclusive`] and
     /// [`Event::Migrate`]), or `None`.
+    #[inline]
     pub fn owner(&self) -> Option<Owner> {
         let owner = self.raw().owner;
         (!owner.is_null()).then_some(Owner(owner))
@@ -152,6 +158,7 @@ impl Range {
     ///
     /// When this is false (for example, during reclaim) the callback must not sleep and must
     /// return `false` if it would have to wait for a lock.
+    #[inline]
     pub fn is_blockable(&self) -> bool {
         // SAFETY: The range is valid by the type invariant.
         unsafe { bindings::mmu_notifier_range_blockable(self.0.get()) }
@@ -248,6 +255,7 @@ impl InvalidateSeq<'_> {
     }
 
     /// The sequence number, for diagnostics (0 for a test callback).
+    #[inline]
     pub fn value(&self) -> usize {
         self.seq.unwrap_or(NO_SEQ)
     }
@@ -361,11 +369,13 @@ impl<T: MmuIntervalNotifierOps> MmuIntervalNotifier<T> {
     }
 
     /// The driver data.
+    #[inline]
     pub fn data(&self) -> &T {
         &self.data
     }
 
     /// The address space this notifier watches.
+    #[inline]
     pub fn mm(&self) -> &Mm {
         // SAFETY: By the type invariant the notifier is inserted and its `mm` is pinned by the
         // core's `mmgrab` until removal, which happens only in our drop.
@@ -376,6 +386,7 @@ impl<T: MmuIntervalNotifierOps> MmuIntervalNotifier<T> {
     ///
     /// Publishes the sequence a callback deferred, if any, then waits (sleeps) for an
     /// invalidation in progress that published its sequence to finish before it returns.
+    #[inline]
     pub fn read_begin(&self) -> ReadSeq {
         let deferred = self.deferred.load(Acquire);
         if deferred != NO_SEQ {
@@ -413,6 +424,7 @@ impl<T: MmuIntervalNotifierOps> MmuIntervalNotifier<T> {
     ///
     /// Only meaningful under the driver lock that the invalidate callback holds when it calls
     /// [`InvalidateSeq::set`].
+    #[inline]
     pub fn read_retry(&self, seq: ReadSeq) -> bool {
         // SAFETY: The notifier is inserted by the type invariant.
         unsafe { bindings::mmu_interval_read_retry(self.notifier.get(), seq.0) }
@@ -421,18 +433,21 @@ impl<T: MmuIntervalNotifierOps> MmuIntervalNotifier<T> {
     /// Whether an invalidation has collided with the section begun at `seq`
     /// (`mmu_interval_check_retry()`): a lockless hint to give up early; `false` is not
     /// reliable.
+    #[inline]
     pub fn check_retry(&self, seq: ReadSeq) -> bool {
         // SAFETY: The notifier is inserted by the type invariant.
         unsafe { bindings::mmu_interval_check_retry(self.notifier.get(), seq.0) }
     }
 
     /// The first address watched.
+    #[inline]
     pub fn start(&self) -> usize {
         // SAFETY: The notifier is inserted; its interval never changes after insertion.
         unsafe { (*self.notifier.get()).interval_tree.start }
     }
 
     /// The last address watched (inclusive).
+    #[inline]
     pub fn last(&self) -> usize {
         // SAFETY: The notifier is inserted; its interval never changes after insertion.
         unsafe { (*self.notifier.get()).interval_tree.last }

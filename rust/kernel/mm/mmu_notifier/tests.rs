@@ -62,6 +62,7 @@ mod kunit {
         let log = n.data().take();
         assert_eq!(log.n, 1);
         let call = log.first().ok_or(EINVAL)?;
+        assert_eq!(log.last().map(|c| c.start), Some(call.start));
         assert_eq!(call.event, Event::Clear);
         assert_eq!((call.start, call.end), (mem.addr() + P, mem.addr() + 2 * P));
         assert_eq!(call.owner, None);
