@@ -47,6 +47,7 @@ for p in "$SERIES"/0*.patch; do
 		rm -f "$B/rust/kernel.o"
 		die "compiler warnings after $name"
 	fi
+	mkdir -p "$B/kselftest/vsvm" "$B/kselftest/mm"
 	case "$name" in
 	*selftests-drivers-gpu*)
 		make -s -C "$AM/tools/testing/selftests/drivers/gpu/vsvm" \
