@@ -34,8 +34,8 @@ for f in $cfiles; do
 done
 # The series made from patches/ and the overlay (build/series.py), as it
 # would be mailed.
-SVM_SERIES_CHECK=1 "$TOP/build/patches.sh" >/dev/null || fail=1
-for p in out/series/*.patch; do
+SVM_SERIES_CHECK=1 "$TOP/build/patches.sh" "$TOP/out/series-check" >/dev/null || fail=1
+for p in out/series-check/*.patch; do
 	case "$p" in */0000-cover-letter.patch) continue ;; esac
 	# From the tree the series was made in: checkpatch's SPDX check
 	# (spdxcheck.py) wants a git tree, and Debian's python3 with python3-ply

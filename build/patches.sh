@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Writes the upstream series to out/series/: git format-patch against a
+# Writes the upstream series to out/series/ (or the directory given): git format-patch against a
 # pristine 7.3 tree, with a cover letter, signed off with your git identity
 # (see build/series.py for how patches/ defines it).  The pristine tree is
 # a git repository made once in the cache from the Debian source tarball.
@@ -25,5 +25,6 @@ if ! git -C "$BASE" rev-parse -q --verify v7.3-base >/dev/null 2>&1; then
 		commit -q -m "Linux $KVER (Debian linux-source-$KVER)"
 	git -C "$BASE" tag v7.3-base
 fi
-python3 "$TOP/build/series.py" "$BASE" "$CACHE/series/work" "$TOP/out/series"
-log "series written to out/series/"
+OUTDIR=${1:-$TOP/out/series}
+python3 "$TOP/build/series.py" "$BASE" "$CACHE/series/work" "$OUTDIR"
+log "series written to ${OUTDIR#$TOP/}/"

@@ -34,7 +34,7 @@ mkdir -p "$STATE"
 
 # 2. Patches to upstream files: revert the previously applied series if the
 # series changed, then apply the new one.  Any rejection is fatal.
-new_sum=$(cat "$TOP"/patches/*.patch 2>/dev/null | sha256sum | cut -c1-16)
+new_sum=$(cat "$TOP"/patches/[0-9][0-9][0-9][0-9]-*.patch 2>/dev/null | sha256sum | cut -c1-16)
 old_sum=$(cat "$STATE/patches.sum" 2>/dev/null || true)
 if [ "$new_sum" != "$old_sum" ]; then
 	# Remember each patched file's contents and time, so that a file the new
@@ -56,12 +56,12 @@ if [ "$new_sum" != "$old_sum" ]; then
 		rm -rf "$STATE/patches" "$STATE/patches.sum"
 	fi
 	mkdir -p "$STATE/patches"
-	for p in "$TOP"/patches/*.patch; do
+	for p in "$TOP"/patches/[0-9][0-9][0-9][0-9]-*.patch; do
 		[ -f "$p" ] || continue
 		# A patch that only adds files has no diff (build/series.py).
 		grep -q '^+++ ' "$p" || continue
 		log "applying $(basename "$p")"
-		patch -d "$SRC" -p1 --forward --batch --silent < "$p" ||
+		patch -d "$SRC" -p1 --forward --batch --silent --fuzz=0 < "$p" ||
 			die "$(basename "$p") does not apply to $SRC"
 		cp "$p" "$STATE/patches/"
 	done
