@@ -15,7 +15,8 @@ BENCH=${5:-}
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,tests,modules}
-cp "$OUT/extmod/drivers/gpu/drm/vsvm/vsvm.ko" "$root/modules/"
+# The module the series builds (in tree); kernel.sh builds it out of tree too.
+cp "$OUT/drivers/gpu/drm/vsvm/vsvm.ko" "$root/modules/"
 cp /bin/busybox "$root/bin/busybox"
 install -m 0755 "$TOP/build/guest-init" "$root/init"
 find "$TESTS" -maxdepth 1 -type f ! -name "*.d" -exec cp {} "$root/tests/" \;

@@ -15,7 +15,7 @@ make -s -C "$SRC" O="$OUT" "${KMAKE_VARS[@]}" -j"$JOBS" bzImage modules headers 
 # what the guest loads.
 make -s -C "$SRC" O="$OUT" "${KMAKE_VARS[@]}" -j"$JOBS" M="$TOP" MO="$OUT/extmod" modules \
 	>> "$OUT/build.log" 2>&1 || { tail -n 40 "$OUT/build.log" >&2; die "out-of-tree module build failed"; }
-if build_warnings "$OUT/build.log" | grep -E 'rust/kernel/mm/|drivers/gpu/drm/vsvm|rust/kernel/drm/svm' >&2; then
+if build_warnings "$OUT/build.log" | grep -E 'rust/kernel/(mm|kunit)/|rust/helpers/(mmu_notifier|folio)|drivers/gpu/drm/(vsvm|drm_svm)|rust/kernel/drm/svm' >&2; then
 	# Force the next build to recompile (and so report) them again.
 	rm -f "$OUT/rust/kernel.o"
 	find "$OUT/drivers/gpu/drm" "$OUT/extmod" -path '*vsvm*' -name '*.o' -delete 2>/dev/null || true
