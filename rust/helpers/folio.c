@@ -27,8 +27,3 @@ __rust_helper bool rust_helper_folio_test_dirty(const struct folio *folio)
 {
 	return folio_test_dirty(folio);
 }
-
-__rust_helper bool rust_helper_folio_test_locked(const struct folio *folio)
-{
-	return folio_test_locked(folio);
-}

@@ -7,8 +7,8 @@
  * the device's atomics, which are atomic only with respect to the device
  * (vsvm's read-modify-write window), and how the grants were revoked.
  *
- * The guest provides swap on /dev/ram0 and cgroup2 at /sys/fs/cgroup, and
- * boots with numa=fake=2 (build/guest-init, build/run-tests.sh).
+ * The tests need swap, cgroup2 at /sys/fs/cgroup, test_hmm's
+ * /dev/hmm_dmirror0 and two NUMA nodes (numa=fake=2 will do).
  */
 #define _GNU_SOURCE
 #include <linux/mempolicy.h>
@@ -165,7 +165,8 @@ TEST_F(mm, reclaim_granted_thp_to_swap)
 	ASSERT_EQ(first_wrong(p, NPAGES, 1000, 1), -1);
 	/*
 	 * Not asserted: how much goes to swap varies from run to run, from none
-	 * to all 2 MiB (see the README's findings); it is logged.
+	 * to all 2 MiB, depending on the THP's history with reclaim; it is
+	 * logged.
 	 */
 	swap = reclaim_to_swap("vsvm_reclaim", p, THP_SZ >> 10, &pass);
 	TH_LOG("taken back after failed passes: swapped %ld kB of 2048 in %d passes", swap, pass);

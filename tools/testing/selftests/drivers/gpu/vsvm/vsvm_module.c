@@ -24,7 +24,8 @@
 #include "vsvm_common.h"
 #include "thp.h"
 
-#define KO_PATH		"/modules/vsvm.ko"
+/* The module file: VSVM_MODULE, or where the test guest keeps it. */
+#define KO_PATH		(getenv("VSVM_MODULE") ?: "/modules/vsvm.ko")
 #define SYS_MODULE	"/sys/module/vsvm"
 #define ATOMIC_PTE	(DRM_VSVM_PTE_VALID | DRM_VSVM_PTE_WRITE | DRM_VSVM_PTE_ATOMIC)
 #define WORDS		(PAGE_SZ / 8)		/* u64 per page */
@@ -390,7 +391,7 @@ FIXTURE_SETUP(module)
 	signal(SIGPIPE, SIG_IGN);
 	/* Missing parameters or module file: fail before unloading anything. */
 	ASSERT_TRUE(loaded_with.found) TH_LOG("VSVM_PARAMS missing or without devices=");
-	ASSERT_EQ(access(KO_PATH, R_OK), 0) TH_LOG(KO_PATH ": %s", strerror(errno));
+	ASSERT_EQ(access(KO_PATH, R_OK), 0) TH_LOG("%s: %s", KO_PATH, strerror(errno));
 	TH_LOG("vsvm was loaded with %s", loaded_with.args);
 	assert_loaded(_metadata);
 }
