@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! `vsvm/bench_floor` in debugfs (`CONFIG_DRM_VSVM_BENCH`, off by default): the per-page cost
-//! of granting measured in the kernel, for `make bench`, on the writer's own memory.
+//! of granting measured in the kernel, for benchmarks, on the writer's own memory.
 //!
 //! Writing `COMMAND ADDR NPAGES` times one way of granting pages `[ADDR, ADDR + NPAGES pages)`:
 //!
