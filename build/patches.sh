@@ -9,11 +9,15 @@
 . "$(dirname "$0")/lib.sh"
 
 BASE=$CACHE/series/base
-if ! git -C "$BASE" rev-parse -q --verify v7.3-base >/dev/null 2>&1; then
-	tarball=/usr/src/linux-source-$KVER.tar.xz
-	[ -f "$tarball" ] || die "$tarball missing: run build/setup.sh"
+tarball=/usr/src/linux-source-$KVER.tar.xz
+[ -f "$tarball" ] || die "$tarball missing: run build/setup.sh"
+# Made again when the tarball changes (a new Debian upload).
+sum=$(sha256sum < "$tarball" | cut -c1-16)
+if ! git -C "$BASE" rev-parse -q --verify v7.3-base >/dev/null 2>&1 ||
+   [ "$(cat "$BASE/.git/svm-tarball.sum" 2>/dev/null)" != "$sum" ]; then
 	log "making a pristine git tree from $tarball (about 2 minutes, once)"
-	rm -rf "$BASE" "$BASE.tmp"
+	# The worktrees of the old tree go with it.
+	rm -rf "$BASE" "$BASE.tmp" "$CACHE/series/work" "$CACHE/series/am"
 	mkdir -p "$BASE.tmp"
 	tar -C "$BASE.tmp" -xf "$tarball"
 	mv "$BASE.tmp/linux-source-$KVER" "$BASE"
@@ -24,6 +28,7 @@ if ! git -C "$BASE" rev-parse -q --verify v7.3-base >/dev/null 2>&1; then
 	git -C "$BASE" -c user.name=base -c user.email=base@localhost \
 		commit -q -m "Linux $KVER (Debian linux-source-$KVER)"
 	git -C "$BASE" tag v7.3-base
+	echo "$sum" > "$BASE/.git/svm-tarball.sum"
 fi
 OUTDIR=${1:-$TOP/out/series}
 python3 "$TOP/build/series.py" "$BASE" "$CACHE/series/work" "$OUTDIR"
