@@ -22,10 +22,7 @@ git -C "$AM" am --abort >/dev/null 2>&1 || true
 git -C "$AM" checkout -q --detach -f v7.3-base
 git -C "$AM" clean -q -fdx
 
-FRAGMENTS=()
-for f in "$TOP"/configs/*.config; do
-	[ "$(basename "$f")" = bench.config ] || FRAGMENTS+=("$f")
-done
+mapfile -t FRAGMENTS < <(config_fragments test)
 cat "${FRAGMENTS[@]}" > "$B/svm.config"
 
 start=$(date +%s)

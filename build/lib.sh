@@ -31,6 +31,19 @@ fi
 log() { printf '>>> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# The config fragments of a profile (test or bench), one path per line: the
+# benchmark kernel leaves out the checkers (debug.config), which would
+# dominate any timing, and the test kernel the benchmark-only options.
+config_fragments() {
+	local f
+	for f in "$TOP"/configs/*.config; do
+		case "$1:$(basename "$f")" in
+		bench:debug.config | test:bench.config) continue ;;
+		esac
+		echo "$f"
+	done
+}
+
 # The compiler warnings in a kernel build log, one per line: C warnings name
 # the file on their first line, rustc and clippy on the "-->" line that
 # follows.

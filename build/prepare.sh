@@ -88,13 +88,7 @@ mv "$STATE/overlay.new" "$STATE/overlay.list"
 # directory is keyed by kernel version and the fragments' contents.
 # SVM_PROFILE=bench leaves out the debugging options (lockdep, kmemleak, ...),
 # which would dominate any timing, and adds the benchmark-only options.
-FRAGMENTS=()
-for f in "$TOP"/configs/*.config; do
-	case "${SVM_PROFILE:-test}:$(basename "$f")" in
-	bench:debug.config | test:bench.config) continue ;;
-	esac
-	FRAGMENTS+=("$f")
-done
+mapfile -t FRAGMENTS < <(config_fragments "${SVM_PROFILE:-test}")
 sum=$( (echo "$KVER $SRC"; cat "${FRAGMENTS[@]}") | sha256sum | cut -c1-12)
 OUT=${SVM_OUT:-$CACHE/build-$KVER-$sum}
 if [ ! -f "$OUT/.config" ] || [ ! -f "$OUT/.svm-configured" ]; then
