@@ -91,7 +91,7 @@ def claims(patches, files):
     return result
 
 
-def cover_letter(path, count):
+def cover_letter(path):
     """Fills format-patch's cover letter from patches/cover-letter and the
     benchmark results page."""
     text = open(path).read()
@@ -156,7 +156,7 @@ def main():
     git(work, "format-patch", "-q", "--rfc", "--cover-letter", "--thread", "-o", outdir,
         f"{BASE_TAG}..HEAD")
     cover = os.path.join(outdir, "0000-cover-letter.patch")
-    cover_letter(cover, len(patches))
+    cover_letter(cover)
     for p in sorted(os.listdir(outdir)):
         text = open(os.path.join(outdir, p)).read()
         diff = text[text.find("\ndiff --git "):] if "\ndiff --git " in text else ""
