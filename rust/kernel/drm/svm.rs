@@ -79,13 +79,20 @@
 //!     // A tree node, allocated before the page-table lock is taken.
 //!     type PteAlloc = RBTreeNodeReservation<usize, usize>;
 //!
-//!     fn alloc_pte(_addr: usize) -> Result<Self::PteAlloc> {
+//!     fn alloc_pte() -> Result<Self::PteAlloc> {
 //!         RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)
 //!     }
 //!
-//!     fn map_atomic(&mut self, addr: usize, pfn: usize, mem: Self::PteAlloc) -> Result {
+//!     fn map_atomic(
+//!         &mut self,
+//!         addr: usize,
+//!         pfn: usize,
+//!         mem: &mut Option<Self::PteAlloc>,
+//!     ) -> Result {
 //!         // Real hardware: write the entry, with the atomic bit, into the device page table.
-//!         self.0.insert(mem.into_node(addr >> PAGE_SHIFT, pfn));
+//!         // Every entry needs a node of its own.
+//!         let node = mem.take().ok_or(ENOMEM)?;
+//!         self.0.insert(node.into_node(addr >> PAGE_SHIFT, pfn));
 //!         Ok(())
 //!     }
 //!
@@ -139,6 +146,7 @@ use crate::{
 
 mod context;
 mod granting;
+mod grants;
 mod notifier;
 mod page;
 mod residency;
@@ -161,25 +169,31 @@ pub use stats::{
 /// [`SvmContext`]. The context owns the page table and calls [`DriverSvm::map_atomic`] and
 /// [`DriverSvm::unmap`] under its page-table lock (see [Locking](self#locking)).
 pub trait DriverSvm: Send + Unpin + 'static {
-    /// What [`DriverSvm::map_atomic`] needs to map one page (a page-table entry, a tree node),
-    /// allocated before any lock is taken.
-    type PteAlloc: Send;
+    /// Memory [`DriverSvm::map_atomic`] may need to map a page (a page-table leaf, a tree
+    /// node), allocated before the page-table lock is taken.
+    type PteAlloc: Send + Unpin;
 
-    /// Allocates what [`DriverSvm::map_atomic`] needs to map the page at `addr`.
+    /// Allocates memory [`DriverSvm::map_atomic`] may need to map a page.
+    ///
+    /// The context keeps one such allocation and calls this again only once `map_atomic` has
+    /// taken it: a page table that adds a leaf for every 512 pages allocates once per leaf,
+    /// not once per grant.
     ///
     /// May sleep. Called with the context's fault lock and possibly the mmap read lock held
     /// (not the page-table lock): it must not take either, nor any lock ordered before them.
     /// Allocations a user causes should be charged to its memory cgroup
     /// (`GFP_KERNEL_ACCOUNT`). An error is returned from the fault as it is.
-    fn alloc_pte(addr: usize) -> Result<Self::PteAlloc>;
+    fn alloc_pte() -> Result<Self::PteAlloc>;
 
-    /// Maps page frame `pfn` at user address `addr` with read, write and atomic permission,
-    /// using `mem` from [`DriverSvm::alloc_pte`].
+    /// Maps page frame `pfn` at user address `addr` with read, write and atomic permission.
+    ///
+    /// `mem` holds an allocation from [`DriverSvm::alloc_pte`]: the mapping takes it
+    /// ([`Option::take`]) if it needs new memory, and leaves it for a later call if not.
     ///
     /// Called with the page-table lock held and the page's folio locked: reclaim may need the
     /// page-table lock, so this must not allocate. An error is returned from the fault as it
     /// is.
-    fn map_atomic(&mut self, addr: usize, pfn: usize, mem: Self::PteAlloc) -> Result;
+    fn map_atomic(&mut self, addr: usize, pfn: usize, mem: &mut Option<Self::PteAlloc>) -> Result;
 
     /// Removes any mapping of `[start, end)` from the device page table.
     ///

@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The device page table: user address → page frame and permission bits.
+//! The device page table: user address → page frame and permission bits, in leaves of 512
+//! entries (2 MiB), like a GPU's last level.
 
 use kernel::{
     drm::svm,
-    page::PAGE_SHIFT,
+    page::{
+        PAGE_MASK,
+        PAGE_SHIFT, //
+    },
     prelude::*,
     rbtree::{
         RBTree,
@@ -12,6 +16,12 @@ use kernel::{
     },
     uapi,
 };
+
+/// Entries in a leaf.
+const LEAF_ENTRIES: usize = 512;
+
+/// Entries of one leaf: `pfn << PAGE_SHIFT | DRM_VSVM_PTE_*`, 0 for none.
+type Entries = [u64; LEAF_ENTRIES];
 
 /// One device page table entry.
 #[derive(Clone, Copy, Debug)]
@@ -23,21 +33,51 @@ pub(crate) struct Pte {
     pub(crate) bits: u32,
 }
 
+/// A leaf of the page table.
+///
+/// # Invariants
+///
+/// While the leaf is in the page table, `entries` is `Some` and `count` of its entries are
+/// not 0.
+pub(crate) struct Leaf {
+    count: usize,
+    /// Taken out only when the leaf is removed, to be kept for the next one.
+    entries: Option<KBox<Entries>>,
+}
+
+/// Memory for one leaf, allocated before the page-table lock is taken.
+pub(crate) struct LeafAlloc {
+    node: RBTreeNodeReservation<usize, Leaf>,
+    /// All zero.
+    entries: KBox<Entries>,
+}
+
 /// The page table of one vsvm device for one process.
 pub(crate) struct PageTable {
-    entries: RBTree<usize, Pte>,
+    /// Leaves by index (`addr >> PAGE_SHIFT` / [`LEAF_ENTRIES`]).
+    leaves: RBTree<usize, Leaf>,
+    /// The memory of the last leaf emptied, for the next leaf: a page the CPU and the device
+    /// take in turn would otherwise free and allocate its leaf each time.
+    spare: Option<LeafAlloc>,
 }
 
 impl PageTable {
     pub(crate) fn new() -> Self {
         Self {
-            entries: RBTree::new(),
+            leaves: RBTree::new(),
+            spare: None,
         }
     }
 
     /// The entry mapping `addr`, if any.
     pub(crate) fn lookup(&self, addr: usize) -> Option<Pte> {
-        self.entries.get(&(addr >> PAGE_SHIFT)).copied()
+        let page = addr >> PAGE_SHIFT;
+        let leaf = self.leaves.get(&(page / LEAF_ENTRIES))?;
+        let e = leaf.entries.as_ref()?[page % LEAF_ENTRIES];
+        (e != 0).then_some(Pte {
+            pfn: (e >> PAGE_SHIFT) as usize,
+            bits: (e & !(PAGE_MASK as u64)) as u32,
+        })
     }
 
     /// Whether `addr` is mapped with atomic permission.
@@ -48,33 +88,78 @@ impl PageTable {
 }
 
 impl svm::DriverSvm for PageTable {
-    type PteAlloc = RBTreeNodeReservation<usize, Pte>;
+    type PteAlloc = LeafAlloc;
 
-    fn alloc_pte(_addr: usize) -> Result<Self::PteAlloc> {
-        RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)
+    fn alloc_pte() -> Result<LeafAlloc> {
+        Ok(LeafAlloc {
+            node: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
+            entries: KBox::zeroed(GFP_KERNEL_ACCOUNT)?,
+        })
     }
 
-    fn map_atomic(&mut self, addr: usize, pfn: usize, mem: Self::PteAlloc) -> Result {
-        let pte = Pte {
-            pfn,
-            bits: uapi::DRM_VSVM_PTE_VALID | uapi::DRM_VSVM_PTE_WRITE | uapi::DRM_VSVM_PTE_ATOMIC,
-        };
-        // Under the page-table lock: the node was allocated before it was taken.
-        self.entries.insert(mem.into_node(addr >> PAGE_SHIFT, pte));
+    fn map_atomic(&mut self, addr: usize, pfn: usize, mem: &mut Option<LeafAlloc>) -> Result {
+        let page = addr >> PAGE_SHIFT;
+        let index = page / LEAF_ENTRIES;
+        if self.leaves.get(&index).is_none() {
+            // Under the page-table lock: the memory was allocated before it was taken.
+            let alloc = self.spare.take().or_else(|| mem.take()).ok_or(ENOMEM)?;
+            // INVARIANT: all entries of `alloc` are 0.
+            let leaf = Leaf {
+                count: 0,
+                entries: Some(alloc.entries),
+            };
+            self.leaves.insert(alloc.node.into_node(index, leaf));
+        }
+        let leaf = self.leaves.get_mut(&index).ok_or(ENOMEM)?;
+        let entries = leaf.entries.as_mut().ok_or(ENOMEM)?;
+        let entry = &mut entries[page % LEAF_ENTRIES];
+        if *entry == 0 {
+            // INVARIANT: one more entry is not 0.
+            leaf.count += 1;
+        }
+        let bits = uapi::DRM_VSVM_PTE_VALID | uapi::DRM_VSVM_PTE_WRITE | uapi::DRM_VSVM_PTE_ATOMIC;
+        *entry = ((pfn as u64) << PAGE_SHIFT) | u64::from(bits);
         Ok(())
     }
 
     fn unmap(&mut self, start: usize, end: usize) {
         let (first, last) = (start >> PAGE_SHIFT, end.div_ceil(1 << PAGE_SHIFT));
-        let mut cursor = self.entries.cursor_lower_bound_mut(&first);
-        while let Some(c) = cursor {
-            // After removing the last node, `remove_current()` moves to the previous one,
-            // which lies before `first`.
-            let key = *c.current().0;
-            if key < first || key >= last {
+        let mut cursor = self.leaves.cursor_lower_bound_mut(&(first / LEAF_ENTRIES));
+        while let Some(mut c) = cursor {
+            // After removing the last leaf, `remove_current()` moves to the previous one,
+            // which lies before `first` or was done.
+            let index = *c.current().0;
+            let base = index * LEAF_ENTRIES;
+            if index < first / LEAF_ENTRIES || base >= last {
                 break;
             }
-            cursor = c.remove_current().0;
+            let leaf = c.current_mut().1;
+            let (lo, hi) = (first.saturating_sub(base), (last - base).min(LEAF_ENTRIES));
+            let Some(entries) = leaf.entries.as_mut() else {
+                break;
+            };
+            for entry in entries.iter_mut().take(hi).skip(lo) {
+                if *entry != 0 {
+                    *entry = 0;
+                    // INVARIANT: one entry fewer is not 0.
+                    leaf.count -= 1;
+                }
+            }
+            cursor = if leaf.count != 0 {
+                c.move_next()
+            } else {
+                // All its entries are 0: keep it for the next leaf, or free it (this does not
+                // sleep).
+                let entries = leaf.entries.take();
+                let (next, node) = c.remove_current();
+                if let (None, Some(entries)) = (&self.spare, entries) {
+                    self.spare = Some(LeafAlloc {
+                        node: node.into_reservation(),
+                        entries,
+                    });
+                }
+                next
+            };
         }
     }
 }

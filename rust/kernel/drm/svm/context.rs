@@ -5,6 +5,11 @@
 use super::stats::LATENCY_SAMPLE;
 use super::{
     granting::Granting,
+    grants::{
+        ChunkGrants,
+        Grant,
+        Grants, //
+    },
     notifier::{
         Chunk,
         CHUNK_SIZE, //
@@ -21,8 +26,7 @@ use super::{
 use crate::{
     mm::{
         device_exclusive::{
-            DeviceExclusiveFolio,
-            FolioRef, //
+            DeviceExclusiveFolio, //
         },
         mmu_notifier::{
             MmuIntervalNotifier,
@@ -87,25 +91,8 @@ fn lock_classes() -> [(&'static CStr, Pin<&'static LockClassKey>); 3] {
 /// exists only for a chunk that held a granted page, charged to the process like any other.
 pub(super) const EMPTIED_MAX: usize = 32;
 
-/// Grant nodes a context keeps from revoked grants for the next ones, instead of freeing and
-/// allocating one per grant.
-const SPARE_NODES: usize = 16;
-
 /// No page is being granted.
 pub(super) const NO_PAGE: usize = usize::MAX;
-
-/// One page the device holds with atomic permission.
-///
-/// # Invariants
-///
-/// While the grant is in [`State::grants`], the page is mapped device-exclusive for this
-/// context at the grant's address: every invalidation that could end that removes the grant
-/// first, under the page-table lock.
-struct Grant {
-    /// The grant's own reference: should the invariant ever be broken, the device would write
-    /// to a page nobody maps, never to a freed one.
-    folio: FolioRef,
-}
 
 /// What the page-table lock protects: the driver's page table and the grants mirrored in it.
 ///
@@ -114,57 +101,19 @@ struct Grant {
 /// - Every grant in `grants` satisfies the invariant of [`Grant`], and its page was mapped in
 ///   `pt` with [`DriverSvm::map_atomic`]; a grant is removed only after [`DriverSvm::unmap`]
 ///   of its page.
-/// - `spare` never holds more than [`SPARE_NODES`] nodes, and its capacity is that many, so
-///   keeping a node never allocates.
+/// - `grants` has the slots of every chunk in the context's chunk tree.
 /// - `granting` is written only by the context's fault (serialised by the fault lock), under
 ///   this lock, before the `read_begin()` of each attempt.
 pub(super) struct State<T: DriverSvm> {
     pub(super) pt: T,
-    /// Granted pages by page index (`addr >> PAGE_SHIFT`).
-    grants: RBTree<usize, Grant>,
-    /// Nodes of revoked grants, for the next grants (at most [`SPARE_NODES`]; the capacity is
-    /// allocated with the context, so keeping one never allocates).
-    spare: KVec<RBTreeNodeReservation<usize, Grant>>,
+    pub(super) grants: Grants,
+    /// An allocation from [`DriverSvm::alloc_pte`] that [`DriverSvm::map_atomic`] did not
+    /// need, for the next grant.
+    spare_pte: Option<T::PteAlloc>,
     /// The page whose grant is being made (or was last attempted), or [`NO_PAGE`]. Set under
     /// this lock before the fault's `read_begin()`, so that an invalidation callback either
     /// sees it or has deferred its sequence before that `read_begin()` (see the notifier).
     pub(super) granting: usize,
-}
-
-impl<T: DriverSvm> State<T> {
-    /// Whether the device holds any of pages `[first, end)`.
-    pub(super) fn has_grants(&self, first: usize, end: usize) -> bool {
-        self.grants
-            .cursor_lower_bound(&first)
-            .is_some_and(|c| *c.current().0 < end)
-    }
-
-    /// Forgets the grants of pages `[first, end)`, telling `on_remove` each page index; returns
-    /// how many there were. Does not sleep.
-    pub(super) fn remove_grants(
-        &mut self,
-        first: usize,
-        end: usize,
-        mut on_remove: impl FnMut(usize),
-    ) -> u64 {
-        let mut removed = 0;
-        let mut cursor = self.grants.cursor_lower_bound_mut(&first);
-        while let Some(c) = cursor {
-            // After removing the last node, `remove_current()` moves to the previous one,
-            // which lies before `first`.
-            let key = *c.current().0;
-            if key < first || key >= end {
-                break;
-            }
-            let (next, node) = c.remove_current();
-            // Drops the grant (its folio reference) and keeps the node, if there is room.
-            let _ = self.spare.push_within_capacity(node.into_reservation());
-            on_remove(key);
-            removed += 1;
-            cursor = next;
-        }
-        removed
-    }
 }
 
 /// The part of a context that its notifiers share.
@@ -227,7 +176,6 @@ impl<T: DriverSvm> SvmContext<T> {
         let (owner, residency) = (config.owner, config.residency.clone());
         let device_stats = config.device_stats.clone();
         let [pt_class, chunks_class, fault_class] = lock_classes();
-        let spare = KVec::with_capacity(SPARE_NODES, GFP_KERNEL_ACCOUNT);
         let shared = Arc::pin_init(
             try_pin_init!(Shared {
                 owner,
@@ -238,8 +186,8 @@ impl<T: DriverSvm> SvmContext<T> {
                 state <- Mutex::new(
                     State {
                         pt,
-                        grants: RBTree::new(),
-                        spare: spare?,
+                        grants: Grants::new(),
+                        spare_pte: None,
                         granting: NO_PAGE,
                     },
                     pt_class.0,
@@ -360,7 +308,7 @@ impl<T: DriverSvm> SvmContext<T> {
     ) -> Option<R> {
         let mut state = self.shared.state.lock();
         let state = &mut *state;
-        let page = state.grants.get(&(addr >> PAGE_SHIFT))?.folio.page();
+        let page = state.grants.get(addr >> PAGE_SHIFT)?.folio.page();
         // SAFETY: By the invariant of `Grant` the page is device-exclusive for us, and taking it
         // back needs the page-table lock, which we hold until the mapping is dropped; the
         // grant's reference keeps it alive.
@@ -374,23 +322,23 @@ impl<T: DriverSvm> SvmContext<T> {
             .state
             .lock()
             .grants
-            .get(&(addr >> PAGE_SHIFT))
+            .get(addr >> PAGE_SHIFT)
             .is_some()
     }
 
     /// Number of pages the device holds now.
     pub fn granted_pages(&self) -> usize {
-        self.shared.state.lock().grants.iter().count()
+        self.shared.state.lock().grants.count()
     }
 
     /// Revokes every grant of the device (for example before the device is reset).
     pub fn revoke_all(&self) {
         let mut state = self.shared.state.lock();
         let shared = &self.shared;
-        if state.has_grants(0, usize::MAX) {
+        if state.grants.any(0, usize::MAX) {
             // The device stops using the pages before the grants drop their references.
             state.pt.unmap(0, usize::MAX);
-            state.remove_grants(0, usize::MAX, |i| shared.forget(i));
+            state.grants.remove(0, usize::MAX, |i| shared.forget(i));
             // Every chunk is empty now: the next fault trims them.
             shared.emptied.store(EMPTIED_MAX, Relaxed);
             drop(state);
@@ -419,7 +367,7 @@ impl<T: DriverSvm> SvmContext<T> {
             let data = chunk.data();
             let keep = data.users.load(Relaxed) != 0
                 || !data.emptied.load(Relaxed)
-                || self.chunk_has_grants(*index);
+                || !self.remove_slots_if_empty(*index);
             cursor = if keep {
                 c.move_next()
             } else {
@@ -471,6 +419,7 @@ impl<T: DriverSvm> SvmContext<T> {
         // `release_chunk()`.
         Self::may_grant(mm, addr)?;
         let reservation = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
+        let slots = ChunkGrants::new(index)?;
         let chunk = Arc::pin_init(
             MmuIntervalNotifier::new(
                 mm,
@@ -481,6 +430,7 @@ impl<T: DriverSvm> SvmContext<T> {
             GFP_KERNEL_ACCOUNT,
         )?;
         self.shared.stats.notifier_inserted();
+        self.shared.state.lock().grants.add_chunk(slots);
         chunks.insert(reservation.into_node(index, chunk.clone()));
         Ok(ChunkUse::new(self, index, chunk))
     }
@@ -508,7 +458,8 @@ impl<T: DriverSvm> SvmContext<T> {
     ///
     /// May sleep (removing a notifier waits for its callbacks); called without the mmap lock.
     fn release_chunk(&self, index: usize, chunk: &ChunkNotifier<T>) {
-        if chunk.data().users.fetch_sub(1, Relaxed) != 1 {
+        // A chunk that had a grant stays until it is trimmed.
+        if chunk.data().users.fetch_sub(1, Relaxed) != 1 || chunk.data().granted.load(Relaxed) {
             return;
         }
         let mut chunks = self.chunks.lock();
@@ -516,7 +467,7 @@ impl<T: DriverSvm> SvmContext<T> {
         // serialises, and we are the fault.
         let removed = if chunk.data().users.load(Relaxed) == 0
             && !chunk.data().granted.load(Relaxed)
-            && !self.chunk_has_grants(index)
+            && self.remove_slots_if_empty(index)
         {
             chunks.remove(&index)
         } else {
@@ -527,13 +478,13 @@ impl<T: DriverSvm> SvmContext<T> {
         drop(removed);
     }
 
-    /// Whether the device holds any page of chunk `index`. Takes the page-table lock.
-    fn chunk_has_grants(&self, index: usize) -> bool {
-        const PAGES: usize = CHUNK_SIZE >> PAGE_SHIFT;
-        self.shared
-            .state
-            .lock()
-            .has_grants(index * PAGES, (index + 1) * PAGES)
+    /// Removes the grant slots of chunk `index` if the device holds none of its pages, before
+    /// its notifier is removed; returns whether it held none. Takes the page-table lock.
+    fn remove_slots_if_empty(&self, index: usize) -> bool {
+        let (empty, slots) = self.shared.state.lock().grants.remove_chunk_if_empty(index);
+        // Freed here, outside the page-table lock.
+        drop(slots);
+        empty
     }
 
     /// Grants one page. `lock` is the mmap read lock if the caller's batch holds it; it is
@@ -617,12 +568,12 @@ impl<T: DriverSvm> SvmContext<T> {
     }
 
     /// Step 1: unless the device holds the page already (`None`), names it in
-    /// [`State::granting`] and allocates what its grant needs, or takes back what the previous
-    /// attempt allocated.
+    /// [`State::granting`] and takes the allocation [`DriverSvm::map_atomic`] may need: the
+    /// previous attempt's, the one the last grant left, or a new one.
     fn prepare(&self, addr: usize, kept: Option<Prepared<T>>) -> Result<Option<Prepared<T>>> {
         let spare = {
             let mut state = self.shared.state.lock();
-            if state.grants.get(&(addr >> PAGE_SHIFT)).is_some() {
+            if state.grants.get(addr >> PAGE_SHIFT).is_some() {
                 self.shared.stats.already_mapped();
                 return Ok(None);
             }
@@ -631,15 +582,14 @@ impl<T: DriverSvm> SvmContext<T> {
             if kept.is_some() {
                 return Ok(kept);
             }
-            state.spare.pop()
+            state.spare_pte.take()
         };
-        // Allocated without the page-table lock, which reclaim may need.
-        let node = match spare {
-            Some(node) => node,
-            None => RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
+        let pte = match spare {
+            Some(pte) => pte,
+            // Without the page-table lock, which reclaim may need.
+            None => T::alloc_pte()?,
         };
-        let pte = T::alloc_pte(addr)?;
-        Ok(Some(Prepared { node, pte }))
+        Ok(Some(Prepared { pte }))
     }
 
     /// Step 2: waits out another device's residency on the page, then starts the sequence the
@@ -742,17 +692,25 @@ impl<T: DriverSvm> SvmContext<T> {
         grant: &DeviceExclusiveFolio,
         prepared: Prepared<T>,
     ) -> Result {
-        state.pt.map_atomic(addr, grant.pfn(), prepared.pte)?;
+        // The fault's `ChunkUse` keeps the chunk and its slots; `prepare()` saw the page
+        // not granted, and only faults, which the fault lock serialises, grant.
+        let slot = state.grants.vacant(addr >> PAGE_SHIFT).ok_or(EINVAL)?;
+        let mut pte = Some(prepared.pte);
+        let mapped = state.pt.map_atomic(addr, grant.pfn(), &mut pte);
+        // What the driver did not need serves the next grant.
+        if state.spare_pte.is_none() {
+            state.spare_pte = pte.take();
+        }
+        mapped?;
         // INVARIANT: `read_retry()` was false under the page-table lock: no invalidation of the
         // page has begun since `read_begin()` that we have not seen (it would have set the
         // sequence: it overlaps `granting` and is not ours), so the page is still
         // device-exclusive for us, and the next invalidation of it will remove the grant.
-        let folio = grant.folio_ref();
+        slot.fill(Grant {
+            folio: grant.folio_ref(),
+        });
         chunk.data().granted.store(true, Relaxed);
         chunk.data().emptied.store(false, Relaxed);
-        state
-            .grants
-            .insert(prepared.node.into_node(addr >> PAGE_SHIFT, Grant { folio }));
         // The device may write; the exclusive entry looks clean to the core mm.
         grant.mark_dirty();
         Ok(())
@@ -761,7 +719,6 @@ impl<T: DriverSvm> SvmContext<T> {
 
 /// What a grant needs, allocated before the page-table lock is taken.
 struct Prepared<T: DriverSvm> {
-    node: RBTreeNodeReservation<usize, Grant>,
     pte: T::PteAlloc,
 }
 

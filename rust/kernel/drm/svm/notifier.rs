@@ -116,15 +116,15 @@ impl<T: DriverSvm> MmuIntervalNotifierOps for Chunk<T> {
         let start = range.start().max(notifier.start());
         let end = range.end().min(notifier.last().saturating_add(1));
         let (first, last) = (start >> PAGE_SHIFT, end.div_ceil(1 << PAGE_SHIFT));
-        if state.has_grants(first, last) {
+        if state.grants.any(first, last) {
             // The device stops using the pages before the grants drop their references.
             state.pt.unmap(start, end);
-            let removed = state.remove_grants(first, last, |i| shared.forget(i));
+            let removed = state.grants.remove(first, last, |i| shared.forget(i));
             let cause = RevokeCause::of_invalidation(event, range.owner(), own_task);
             shared.stats.revoked(cause, removed);
             trace::revoke(shared.owner, start, end, cause, removed);
             let chunk_end = notifier.last().saturating_add(1).div_ceil(1 << PAGE_SHIFT);
-            if !state.has_grants(notifier.start() >> PAGE_SHIFT, chunk_end) {
+            if !state.grants.any(notifier.start() >> PAGE_SHIFT, chunk_end) {
                 // Its notifier is now useless; a later fault removes it (this may not sleep).
                 notifier.data().emptied.store(true, Relaxed);
                 shared.emptied.fetch_add(1, Relaxed);

@@ -63,11 +63,11 @@ mod kunit {
         // The entries' capacity is reserved when the page table is made.
         type PteAlloc = ();
 
-        fn alloc_pte(_addr: usize) -> Result {
+        fn alloc_pte() -> Result {
             Ok(())
         }
 
-        fn map_atomic(&mut self, addr: usize, pfn: usize, _mem: ()) -> Result {
+        fn map_atomic(&mut self, addr: usize, pfn: usize, _mem: &mut Option<()>) -> Result {
             self.entries
                 .push_within_capacity((addr, pfn))
                 .map_err(|_| ENOSPC)

@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The grant record: which pages a device holds, one slot per page of each chunk.
+//!
+//! A chunk's slots are allocated with its notifier, so that granting a page and revoking it
+//! allocate and free nothing.
+
+use super::notifier::CHUNK_SIZE;
+use crate::{
+    mm::device_exclusive::FolioRef,
+    page::PAGE_SHIFT,
+    prelude::*,
+    rbtree::{
+        RBTree,
+        RBTreeNode, //
+    },
+};
+
+/// Pages in a chunk.
+const CHUNK_PAGES: usize = CHUNK_SIZE >> PAGE_SHIFT;
+
+/// One page the device holds with atomic permission.
+///
+/// # Invariants
+///
+/// While the grant is in [`Grants`], the page is mapped device-exclusive for its context at the
+/// grant's address: every invalidation that could end that removes the grant first, under the
+/// page-table lock.
+pub(super) struct Grant {
+    /// The grant's own reference: should the invariant ever be broken, the device would write
+    /// to a page nobody maps, never to a freed one.
+    pub(super) folio: FolioRef,
+}
+
+/// The grants of one chunk.
+///
+/// # Invariants
+///
+/// `slots` has [`CHUNK_PAGES`] entries, and `count` of them are `Some`.
+pub(super) struct ChunkGrants {
+    count: usize,
+    slots: KVec<Option<Grant>>,
+}
+
+/// A chunk's grant slots, allocated before they are added to [`Grants`].
+pub(super) type ChunkSlots = RBTreeNode<usize, ChunkGrants>;
+
+impl ChunkGrants {
+    /// Whether any of `slots` holds a grant.
+    fn any(&self, (lo, hi): (usize, usize)) -> bool {
+        self.count != 0
+            && (hi - lo == CHUNK_PAGES || self.slots[lo..hi].iter().any(Option::is_some))
+    }
+
+    /// Allocates the (empty) slots of chunk `index`.
+    pub(super) fn new(index: usize) -> Result<ChunkSlots> {
+        let mut slots = KVec::with_capacity(CHUNK_PAGES, GFP_KERNEL_ACCOUNT)?;
+        for _ in 0..CHUNK_PAGES {
+            // Within the capacity: does not allocate.
+            slots.push(None, GFP_KERNEL_ACCOUNT)?;
+        }
+        // INVARIANT: `CHUNK_PAGES` slots, none of them `Some`.
+        RBTreeNode::new(index, Self { count: 0, slots }, GFP_KERNEL_ACCOUNT)
+    }
+}
+
+/// Granted pages by page index (`addr >> PAGE_SHIFT`), in the slots of their chunks.
+pub(super) struct Grants(RBTree<usize, ChunkGrants>);
+
+impl Grants {
+    pub(super) fn new() -> Self {
+        Self(RBTree::new())
+    }
+
+    /// Adds the slots of a chunk that has none yet.
+    pub(super) fn add_chunk(&mut self, slots: ChunkSlots) {
+        // A replaced chunk would have no grants: it is only ever added when its notifier is.
+        drop(self.0.insert(slots));
+    }
+
+    /// Removes the slots of chunk `index` if none of them holds a grant; returns whether the
+    /// chunk has none now. The slots are freed when the returned node is dropped.
+    pub(super) fn remove_chunk_if_empty(&mut self, index: usize) -> (bool, Option<ChunkSlots>) {
+        match self.0.get(&index) {
+            Some(c) if c.count != 0 => (false, None),
+            _ => (true, self.0.remove_node(&index)),
+        }
+    }
+
+    /// The grant of page `index`, if the device holds it.
+    pub(super) fn get(&self, index: usize) -> Option<&Grant> {
+        self.0.get(&(index / CHUNK_PAGES))?.slots[index % CHUNK_PAGES].as_ref()
+    }
+
+    /// The empty slot of page `index`, if its chunk's slots were added and the device does not
+    /// hold the page.
+    pub(super) fn vacant(&mut self, index: usize) -> Option<Vacant<'_>> {
+        let chunk = self.0.get_mut(&(index / CHUNK_PAGES))?;
+        let slot = index % CHUNK_PAGES;
+        chunk.slots[slot]
+            .is_none()
+            .then_some(Vacant { chunk, slot })
+    }
+
+    /// Number of pages the device holds.
+    pub(super) fn count(&self) -> usize {
+        self.0.values().map(|c| c.count).sum()
+    }
+
+    /// Whether the device holds any of pages `[first, end)`.
+    pub(super) fn any(&self, first: usize, end: usize) -> bool {
+        if first >= end {
+            return false;
+        }
+        let index = first / CHUNK_PAGES;
+        if index == (end - 1) / CHUNK_PAGES {
+            // One chunk, as for every invalidation a chunk notifier sees.
+            return self
+                .0
+                .get(&index)
+                .is_some_and(|c| slots_in(index, first, end).is_some_and(|r| c.any(r)));
+        }
+        self.0
+            .iter()
+            .any(|(&index, c)| slots_in(index, first, end).is_some_and(|r| c.any(r)))
+    }
+
+    /// Forgets the grants of pages `[first, end)`, telling `on_remove` each page index; returns
+    /// how many there were. Drops their folio references; does not sleep.
+    pub(super) fn remove(
+        &mut self,
+        first: usize,
+        end: usize,
+        mut on_remove: impl FnMut(usize),
+    ) -> u64 {
+        let mut removed = 0;
+        let mut cursor = self.0.cursor_lower_bound_mut(&(first / CHUNK_PAGES));
+        while let Some(mut c) = cursor {
+            let (&index, chunk) = c.current_mut();
+            // The first chunk is at or after `first`'s.
+            let Some((lo, hi)) = slots_in(index, first, end) else {
+                break;
+            };
+            for (i, slot) in chunk.slots[lo..hi].iter_mut().enumerate() {
+                if chunk.count == 0 {
+                    break;
+                }
+                if slot.take().is_some() {
+                    // INVARIANT: one slot fewer is `Some`.
+                    chunk.count -= 1;
+                    on_remove(index * CHUNK_PAGES + lo + i);
+                    removed += 1;
+                }
+            }
+            cursor = c.move_next();
+        }
+        removed
+    }
+}
+
+/// An empty grant slot.
+pub(super) struct Vacant<'a> {
+    chunk: &'a mut ChunkGrants,
+    slot: usize,
+}
+
+impl Vacant<'_> {
+    /// Records `grant` in the slot.
+    pub(super) fn fill(self, grant: Grant) {
+        self.chunk.slots[self.slot] = Some(grant);
+        // INVARIANT: the slot was `None`: one more is `Some`.
+        self.chunk.count += 1;
+    }
+}
+
+/// The slots of chunk `index` that pages `[first, end)` cover, or `None` if they cover none.
+fn slots_in(index: usize, first: usize, end: usize) -> Option<(usize, usize)> {
+    let base = index * CHUNK_PAGES;
+    if base >= end || base + CHUNK_PAGES <= first {
+        return None;
+    }
+    let lo = first.saturating_sub(base).min(CHUNK_PAGES);
+    let hi = (end - base).min(CHUNK_PAGES);
+    Some((lo, hi))
+}
