@@ -256,9 +256,12 @@ impl<T: DriverSvm> SvmContext<T> {
         // mmap read lock.
         let mut chunk: Option<ChunkUse<'_, T>> = None;
         let mut lock = BatchLock::new(&mm);
+        // The next page of the batch, named by the previous page's commit.
+        let mut ahead = None;
         let mut ret = Ok(());
         for i in 0..npages {
             let page = addr + i * PAGE_SIZE;
+            let next = (i + 1 < npages).then(|| page + PAGE_SIZE);
             if chunk.as_ref().map(|c| c.index) != Some(page / CHUNK_SIZE) {
                 // Creating a notifier may take the mmap lock for writing, and ending the use
                 // of the previous chunk may remove its notifier, which may sleep.
@@ -273,7 +276,12 @@ impl<T: DriverSvm> SvmContext<T> {
                 }
             }
             if let Some(c) = &chunk {
-                ret = self.fault_page(&mut lock, page, &c.chunk, &mut prof);
+                let pages = Pages {
+                    addr: page,
+                    next,
+                    ahead: ahead.take(),
+                };
+                ret = self.fault_page(&mut lock, pages, &c.chunk, &mut prof, &mut ahead);
             }
             if ret.is_err() {
                 break;
@@ -492,12 +500,14 @@ impl<T: DriverSvm> SvmContext<T> {
     fn fault_page(
         &self,
         lock: &mut BatchLock<'_>,
-        addr: usize,
+        pages: Pages<T>,
         chunk: &ChunkNotifier<T>,
         prof: &mut Profiler<'_>,
+        ahead: &mut Option<Named<T>>,
     ) -> Result {
         let shared = &self.shared;
-        let ret = self.grant_page(lock, addr, chunk, prof);
+        let addr = pages.addr;
+        let ret = self.grant_page(lock, pages, chunk, prof, ahead);
         if ret == Err(EBUSY) {
             shared.stats.timeout();
             trace::timeout(shared.owner, addr);
@@ -512,15 +522,18 @@ impl<T: DriverSvm> SvmContext<T> {
     }
 
     /// Grants one page: prepare, begin, try to grant; again after a collision, until the page
-    /// is granted, the deadline passes or a fatal signal arrives.
+    /// is granted, the deadline passes or a fatal signal arrives. When granted, `ahead` is the
+    /// next page, named by the commit.
     fn grant_page(
         &self,
         lock: &mut BatchLock<'_>,
-        addr: usize,
+        mut pages: Pages<T>,
         chunk: &ChunkNotifier<T>,
         prof: &mut Profiler<'_>,
+        ahead: &mut Option<Named<T>>,
     ) -> Result {
         let shared = &self.shared;
+        let (addr, mut named) = (pages.addr, pages.ahead.take());
         let mut deadline = Deadline::new(self.config.timeout);
         let mut attempt = 0u32;
         let mut kept = None;
@@ -532,20 +545,23 @@ impl<T: DriverSvm> SvmContext<T> {
             if deadline.passed() {
                 return Err(EBUSY);
             }
-            let Some(prepared) = self.prepare(addr, kept.take())? else {
+            let Some(prepared) = self.prepare(addr, named.take(), kept.take())? else {
                 return Ok(());
             };
             prof.mark(Phase::Prepare);
             let begun = self.begin(lock, addr, chunk, &mut deadline)?;
             prof.mark(Phase::ReadBegin);
-            let result = self.try_grant(lock, addr, chunk, &begun, prepared, prof);
+            let result = self.try_grant(lock, &pages, chunk, &begun, prepared, prof);
             if begun.per_fault.is_some() {
                 // Removing the notifier waits for the mm's invalidations: not under the lock.
                 lock.unlock();
             }
             drop(begun);
             match result? {
-                Attempt::Granted => break,
+                Attempt::Granted(next) => {
+                    *ahead = next;
+                    break;
+                }
                 Attempt::Retry(prepared) => {
                     kept = Some(prepared);
                     // Let whoever collided with us (and any writer) have the mmap lock.
@@ -568,21 +584,26 @@ impl<T: DriverSvm> SvmContext<T> {
     }
 
     /// Step 1: unless the device holds the page already (`None`), names it in
-    /// [`State::granting`] and takes the allocation [`DriverSvm::map_atomic`] may need: the
-    /// previous attempt's, the one the last grant left, or a new one.
-    fn prepare(&self, addr: usize, kept: Option<Prepared<T>>) -> Result<Option<Prepared<T>>> {
-        let spare = {
-            let mut state = self.shared.state.lock();
-            if state.grants.get(addr >> PAGE_SHIFT).is_some() {
-                self.shared.stats.already_mapped();
-                return Ok(None);
+    /// [`State::granting`] (unless the previous page's commit did: `named`) and takes the
+    /// allocation [`DriverSvm::map_atomic`] may need: the previous attempt's, the one the last
+    /// grant left, or a new one.
+    fn prepare(
+        &self,
+        addr: usize,
+        named: Option<Named<T>>,
+        kept: Option<Prepared<T>>,
+    ) -> Result<Option<Prepared<T>>> {
+        let named = match named {
+            Some(named) => named,
+            None => {
+                let mut state = self.shared.state.lock();
+                Self::name(&mut state, &self.shared.stats, addr, kept.is_none())
             }
-            // Before `read_begin()`, under the lock: see `State::granting`.
-            state.granting = addr;
-            if kept.is_some() {
-                return Ok(kept);
-            }
-            state.spare_pte.take()
+        };
+        let spare = match (named, kept) {
+            (Named::Held, _) => return Ok(None),
+            (_, Some(kept)) => return Ok(Some(kept)),
+            (Named::Granting(spare), None) => spare,
         };
         let pte = match spare {
             Some(pte) => pte,
@@ -590,6 +611,22 @@ impl<T: DriverSvm> SvmContext<T> {
             None => T::alloc_pte()?,
         };
         Ok(Some(Prepared { pte }))
+    }
+
+    /// Under the page-table lock: whether the device holds the page at `addr` already, and if
+    /// not, names it in [`State::granting`] and takes the spare allocation (if `take_spare`).
+    fn name(state: &mut State<T>, stats: &Stats, addr: usize, take_spare: bool) -> Named<T> {
+        if state.grants.get(addr >> PAGE_SHIFT).is_some() {
+            stats.already_mapped();
+            return Named::Held;
+        }
+        // Before `read_begin()`, under the lock: see `State::granting`.
+        state.granting = addr;
+        Named::Granting(if take_spare {
+            state.spare_pte.take()
+        } else {
+            None
+        })
     }
 
     /// Step 2: waits out another device's residency on the page, then starts the sequence the
@@ -656,13 +693,14 @@ impl<T: DriverSvm> SvmContext<T> {
     fn try_grant(
         &self,
         lock: &mut BatchLock<'_>,
-        addr: usize,
+        pages: &Pages<T>,
         chunk: &ChunkNotifier<T>,
         begun: &Begun<T>,
         prepared: Prepared<T>,
         prof: &mut Profiler<'_>,
     ) -> Result<Attempt<T>> {
         let shared = &self.shared;
+        let addr = pages.addr;
         let guard = lock.lock();
         prof.mark(Phase::MmapLock);
         let grant = {
@@ -674,7 +712,13 @@ impl<T: DriverSvm> SvmContext<T> {
         let result = if begun.notifier(chunk).read_retry(begun.seq) {
             Ok(Attempt::Retry(prepared))
         } else {
-            Self::commit(&mut state, chunk, addr, &grant, prepared).map(|()| Attempt::Granted)
+            Self::commit(&mut state, chunk, addr, &grant, prepared).map(|()| {
+                // The next page of a batch is named in this lock section, not one of its own.
+                let next = pages
+                    .next
+                    .map(|next| Self::name(&mut state, &shared.stats, next, true));
+                Attempt::Granted(next)
+            })
         };
         prof.mark(Phase::Commit);
         // The page-table lock before the folio lock: lock order.
@@ -722,6 +766,23 @@ struct Prepared<T: DriverSvm> {
     pte: T::PteAlloc,
 }
 
+/// The page a fault grants, and the next one of its batch.
+struct Pages<T: DriverSvm> {
+    addr: usize,
+    next: Option<usize>,
+    /// The page named by the previous page's commit.
+    ahead: Option<Named<T>>,
+}
+
+/// A page looked at under the page-table lock, before its grant begins.
+enum Named<T: DriverSvm> {
+    /// The device holds it already.
+    Held,
+    /// Named in [`State::granting`], with the spare allocation for [`DriverSvm::map_atomic`],
+    /// if there was one.
+    Granting(Option<T::PteAlloc>),
+}
+
 /// The sequence a grant is validated against, and the per-fault notifier it belongs to, if
 /// any (else the chunk's).
 struct Begun<T: DriverSvm> {
@@ -737,7 +798,8 @@ impl<T: DriverSvm> Begun<T> {
 
 /// How an attempt to grant a page ended.
 enum Attempt<T: DriverSvm> {
-    Granted,
+    /// Granted; the next page of the batch, if any, is named.
+    Granted(Option<Named<T>>),
     /// An invalidation collided with the grant; try again with these allocations.
     Retry(Prepared<T>),
 }

@@ -519,19 +519,27 @@ mod kunit {
         Ok(())
     }
 
-    /// Holds the context inside the grant of `a0` while the test thread zaps `zap_at`, then lets
-    /// it go on; returns the fault's retries.
-    fn zap_during_grant(mem: &UserMem, a0: usize, zap_at: usize) -> Result<u64> {
+    /// Faults `n` pages from `a0` and holds the context inside the grant of `held` while the
+    /// test thread zaps `zap_at`, then lets it go on; returns the fault's retries.
+    fn zap_during_grant(
+        mem: &UserMem,
+        a0: usize,
+        n: usize,
+        held: usize,
+        zap_at: usize,
+    ) -> Result<u64> {
         let ctx = shared_ctx(&DEV_A, Config::DEFAULT_TIMEOUT)?;
-        let gate0 = gate(a0, Event::Exclusive, Some(&DEV_A))?;
+        let gate0 = gate(held, Event::Exclusive, Some(&DEV_A))?;
         let never = Atomic::new(false);
-        let fault = fault_on_worker(&ctx, a0, 1)?;
+        let fault = fault_on_worker(&ctx, a0, n)?;
         assert!(gate0.data().wait_entered(1, &never));
         mem.madvise(zap_at - mem.addr(), P, bindings::MADV_DONTNEED)?;
         gate0.data().open();
         gate0.data().release();
         assert_eq!(fault.wait(), Some(Ok(())));
-        assert!(ctx.is_granted(a0));
+        for i in 0..n {
+            assert!(ctx.is_granted(a0 + i * P));
+        }
         Ok(ctx.stats().snapshot().retries)
     }
 
@@ -541,8 +549,20 @@ mod kunit {
         let a0 = mem.addr() + off;
         // The page being granted is zapped during the grant: it must be made again, on the
         // page that replaced the zapped one.
-        assert_eq!(zap_during_grant(&mem, a0, a0)?, 1);
+        assert_eq!(zap_during_grant(&mem, a0, 1, a0, a0)?, 1);
         assert_eq!(mem.read_u64(off)?, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn collision_in_a_batch_causes_exactly_one_retry() -> Result {
+        let (mem, off) = two_pages()?;
+        let (a0, a1) = (mem.addr() + off, mem.addr() + off + P);
+        // The second page of a batch, named by the first page's commit, is zapped during its
+        // grant: that must be seen as a collision too.
+        assert_eq!(zap_during_grant(&mem, a0, 2, a1, a1)?, 1);
+        assert_eq!(mem.read_u64(off + P)?, 0);
+        assert_eq!(mem.read_u64(off)?, 1);
         Ok(())
     }
 
@@ -551,7 +571,7 @@ mod kunit {
         let (mem, off) = two_pages()?;
         let a0 = mem.addr() + off;
         // Same notifier chunk, different page: the grant in progress is not affected.
-        assert_eq!(zap_during_grant(&mem, a0, a0 + P)?, 0);
+        assert_eq!(zap_during_grant(&mem, a0, 1, a0, a0 + P)?, 0);
         assert_eq!(mem.read_u64(off + P)?, 0);
         assert_eq!(mem.read_u64(off)?, 1);
         Ok(())
