@@ -122,7 +122,7 @@ impl RevokeCause {
 pub enum Phase {
     /// From the call to the page: arguments, `mmget`, fault lock, chunk notifier lookup.
     Entry,
-    /// The already-granted check and the tree node allocation.
+    /// The already-granted check, naming the page, and any allocation for the device PTE.
     Prepare,
     /// `mmu_interval_read_begin()`.
     ReadBegin,
