@@ -13,6 +13,11 @@ __rust_helper void rust_helper_folio_put(struct folio *folio)
 	folio_put(folio);
 }
 
+__rust_helper struct folio *rust_helper_page_folio(struct page *page)
+{
+	return page_folio(page);
+}
+
 __rust_helper unsigned int rust_helper_folio_order(const struct folio *folio)
 {
 	return folio_order(folio);

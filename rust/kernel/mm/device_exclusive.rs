@@ -165,23 +165,20 @@ impl DeviceExclusiveFolio {
     pub fn folio_ref(&self) -> FolioRef {
         // SAFETY: The folio is valid while we hold a reference, so taking another is allowed.
         unsafe { bindings::folio_get(self.folio.as_ptr()) };
-        // INVARIANT: We just took the reference, and `page` belongs to `folio`.
-        FolioRef {
-            folio: self.folio,
-            page: self.page,
-        }
+        // INVARIANT: We just took a reference to the folio of `page`.
+        FolioRef { page: self.page }
     }
 }
 
 /// A counted reference to a folio, naming one of its pages.
 ///
-/// Dropping it drops the reference (`folio_put()`); it may be dropped in atomic context.
+/// Dropping it drops the reference (`folio_put()`); it may be dropped in atomic context. It is
+/// one pointer, so that `Option<FolioRef>` is too: a driver may keep one per page it maps.
 ///
 /// # Invariants
 ///
-/// We own one reference to `folio`, and `page` is one of its pages.
+/// We own one reference to the folio of `page`.
 pub struct FolioRef {
-    folio: NonNull<bindings::folio>,
     page: NonNull<bindings::page>,
 }
 
@@ -208,8 +205,11 @@ impl FolioRef {
 
 impl Drop for FolioRef {
     fn drop(&mut self) {
-        // SAFETY: By the type invariant we own a reference, given up here.
-        unsafe { bindings::folio_put(self.folio.as_ptr()) };
+        // SAFETY: By the type invariant we own a reference to the folio of `page`, given up
+        // here. While we hold it, the folio can be neither split nor migrated (both freeze its
+        // reference count at the value they expect, which ours exceeds), so `page_folio()`
+        // still finds the folio we took the reference to.
+        unsafe { bindings::folio_put(bindings::page_folio(self.page.as_ptr())) };
     }
 }
 
