@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The device page table: user address → page frame and permission bits, in leaves of 512
-//! entries (2 MiB), like a GPU's last level.
+//! entries (2 MiB with 4 KiB pages), like a GPU's last level.
 
 use kernel::{
     drm::svm,

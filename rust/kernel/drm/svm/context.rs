@@ -6,7 +6,7 @@ use super::stats::LATENCY_SAMPLE;
 use super::{
     granting::Granting,
     grants::{
-        ChunkGrants,
+        ChunkSlots,
         Grant,
         Grants, //
     },
@@ -108,11 +108,12 @@ pub(super) struct State<T: DriverSvm> {
     pub(super) pt: T,
     pub(super) grants: Grants,
     /// An allocation from [`DriverSvm::alloc_pte`] that [`DriverSvm::map_atomic`] did not
-    /// need, for the next grant.
+    /// need, for the next grant (so a context that holds pages usually keeps one).
     spare_pte: Option<T::PteAlloc>,
-    /// The page whose grant is being made (or was last attempted), or [`NO_PAGE`]. Set under
-    /// this lock before the fault's `read_begin()`, so that an invalidation callback either
-    /// sees it or has deferred its sequence before that `read_begin()` (see the notifier).
+    /// The page whose grant is being made (or was last attempted or named, for a batch that
+    /// then stopped), or [`NO_PAGE`]. Set under this lock before the fault's `read_begin()`, so
+    /// that an invalidation callback either sees it or has deferred its sequence before that
+    /// `read_begin()` (see the notifier).
     pub(super) granting: usize,
 }
 
@@ -261,7 +262,9 @@ impl<T: DriverSvm> SvmContext<T> {
         let mut ret = Ok(());
         for i in 0..npages {
             let page = addr + i * PAGE_SIZE;
-            let next = (i + 1 < npages).then(|| page + PAGE_SIZE);
+            // Named ahead only within the chunk: the next chunk's notifier may not exist yet.
+            let next =
+                (i + 1 < npages && (page + PAGE_SIZE) % CHUNK_SIZE != 0).then(|| page + PAGE_SIZE);
             if chunk.as_ref().map(|c| c.index) != Some(page / CHUNK_SIZE) {
                 // Creating a notifier may take the mmap lock for writing, and ending the use
                 // of the previous chunk may remove its notifier, which may sleep.
@@ -289,6 +292,10 @@ impl<T: DriverSvm> SvmContext<T> {
         }
         drop(lock);
         drop(chunk);
+        if let Some(Named::Granting(Some(pte))) = ahead {
+            // The batch stopped after naming a page: keep the allocation naming took.
+            self.shared.state.lock().spare_pte.get_or_insert(pte);
+        }
         if ret.is_err() {
             stats.error();
         }
@@ -427,7 +434,7 @@ impl<T: DriverSvm> SvmContext<T> {
         // `release_chunk()`.
         Self::may_grant(mm, addr)?;
         let reservation = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
-        let slots = ChunkGrants::new(index)?;
+        let slots = ChunkSlots::new(index)?;
         let chunk = Arc::pin_init(
             MmuIntervalNotifier::new(
                 mm,
@@ -540,6 +547,8 @@ impl<T: DriverSvm> SvmContext<T> {
         loop {
             prof.mark(Phase::Entry);
             if fatal_signal_pending() {
+                // The caller keeps what naming the page took.
+                *ahead = named;
                 return Err(EINTR);
             }
             if deadline.passed() {
@@ -736,8 +745,8 @@ impl<T: DriverSvm> SvmContext<T> {
         grant: &DeviceExclusiveFolio,
         prepared: Prepared<T>,
     ) -> Result {
-        // The fault's `ChunkUse` keeps the chunk and its slots; `prepare()` saw the page
-        // not granted, and only faults, which the fault lock serialises, grant.
+        // The fault's `ChunkUse` keeps the chunk and its slots; the page was seen not granted
+        // when it was named, and only faults, which the fault lock serialises, grant.
         let slot = state.grants.vacant(addr >> PAGE_SHIFT).ok_or(EINVAL)?;
         let mut pte = Some(prepared.pte);
         let mapped = state.pt.map_atomic(addr, grant.pfn(), &mut pte);

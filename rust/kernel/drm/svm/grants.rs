@@ -19,6 +19,9 @@ use crate::{
 /// Pages in a chunk.
 const CHUNK_PAGES: usize = CHUNK_SIZE >> PAGE_SHIFT;
 
+// A slot is one pointer: a chunk's slots take 4 KiB with 4 KiB pages.
+const _: () = assert!(core::mem::size_of::<Option<Grant>>() == core::mem::size_of::<usize>());
+
 /// One page the device holds with atomic permission.
 ///
 /// # Invariants
@@ -43,7 +46,10 @@ pub(super) struct ChunkGrants {
 }
 
 /// A chunk's grant slots, allocated before they are added to [`Grants`].
-pub(super) type ChunkSlots = RBTreeNode<usize, ChunkGrants>;
+pub(super) struct ChunkSlots {
+    index: usize,
+    node: RBTreeNode<usize, ChunkGrants>,
+}
 
 impl ChunkGrants {
     /// Whether any of `slots` holds a grant.
@@ -51,16 +57,20 @@ impl ChunkGrants {
         self.count != 0
             && (hi - lo == CHUNK_PAGES || self.slots[lo..hi].iter().any(Option::is_some))
     }
+}
 
+impl ChunkSlots {
     /// Allocates the (empty) slots of chunk `index`.
-    pub(super) fn new(index: usize) -> Result<ChunkSlots> {
+    pub(super) fn new(index: usize) -> Result<Self> {
         let mut slots = KVec::with_capacity(CHUNK_PAGES, GFP_KERNEL_ACCOUNT)?;
         for _ in 0..CHUNK_PAGES {
             // Within the capacity: does not allocate.
             slots.push(None, GFP_KERNEL_ACCOUNT)?;
         }
         // INVARIANT: `CHUNK_PAGES` slots, none of them `Some`.
-        RBTreeNode::new(index, Self { count: 0, slots }, GFP_KERNEL_ACCOUNT)
+        let grants = ChunkGrants { count: 0, slots };
+        let node = RBTreeNode::new(index, grants, GFP_KERNEL_ACCOUNT)?;
+        Ok(Self { index, node })
     }
 }
 
@@ -72,15 +82,19 @@ impl Grants {
         Self(RBTree::new())
     }
 
-    /// Adds the slots of a chunk that has none yet.
+    /// Adds the slots of a chunk that has none yet (slots it has are kept, with their grants).
     pub(super) fn add_chunk(&mut self, slots: ChunkSlots) {
-        // A replaced chunk would have no grants: it is only ever added when its notifier is.
-        drop(self.0.insert(slots));
+        if self.0.get(&slots.index).is_none() {
+            self.0.insert(slots.node);
+        }
     }
 
     /// Removes the slots of chunk `index` if none of them holds a grant; returns whether the
     /// chunk has none now. The slots are freed when the returned node is dropped.
-    pub(super) fn remove_chunk_if_empty(&mut self, index: usize) -> (bool, Option<ChunkSlots>) {
+    pub(super) fn remove_chunk_if_empty(
+        &mut self,
+        index: usize,
+    ) -> (bool, Option<RBTreeNode<usize, ChunkGrants>>) {
         match self.0.get(&index) {
             Some(c) if c.count != 0 => (false, None),
             _ => (true, self.0.remove_node(&index)),
