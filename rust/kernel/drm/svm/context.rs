@@ -59,7 +59,6 @@ use crate::{
         LockClassKey,
         Mutex, //
     },
-    task::Task,
     time::{
         delay::fsleep,
         Delta,
@@ -251,14 +250,24 @@ impl<T: DriverSvm> SvmContext<T> {
         let start = sampled.then(Instant::<Monotonic>::now);
         let mut prof = Profiler::new(stats, start.filter(|_| self.config.profile));
         trace::fault_begin(self.shared.owner, addr, npages);
-        let mm = self.mm.mmget_not_zero().ok_or(ESRCH)?;
+        let current = crate::current!();
+        let owned;
+        let mm = match current.mm() {
+            // The caller's own mm (a fault from its ioctl): its task keeps it alive.
+            Some(mm) if self.is_mm(mm) => mm,
+            _ => {
+                owned = self.mm.mmget_not_zero().ok_or(ESRCH)?;
+                &*owned
+            }
+        };
         let _serial = self.fault_lock.lock();
         // Across the pages of a batch: the chunk notifier (looked up once per 2 MiB) and the
         // mmap read lock.
         let mut chunk: Option<ChunkUse<'_, T>> = None;
-        let mut lock = BatchLock::new(&mm);
+        let mut lock = BatchLock::new(mm);
         // The next page of the batch, named by the previous page's commit.
         let mut ahead = None;
+        let mut granted = 0;
         let mut ret = Ok(());
         for i in 0..npages {
             let page = addr + i * PAGE_SIZE;
@@ -270,7 +279,7 @@ impl<T: DriverSvm> SvmContext<T> {
                 // of the previous chunk may remove its notifier, which may sleep.
                 lock.unlock();
                 chunk = None;
-                match self.chunk(&mm, page) {
+                match self.chunk(mm, page) {
                     Ok(c) => chunk = Some(c),
                     Err(e) => {
                         ret = Err(e);
@@ -284,7 +293,11 @@ impl<T: DriverSvm> SvmContext<T> {
                     next,
                     ahead: ahead.take(),
                 };
-                ret = self.fault_page(&mut lock, pages, &c.chunk, &mut prof, &mut ahead);
+                match self.fault_page(&mut lock, pages, &c.chunk, &mut prof, &mut ahead) {
+                    Ok(true) => granted += 1,
+                    Ok(false) => {}
+                    Err(e) => ret = Err(e),
+                }
             }
             if ret.is_err() {
                 break;
@@ -296,6 +309,7 @@ impl<T: DriverSvm> SvmContext<T> {
             // The batch stopped after naming a page: keep the allocation naming took.
             self.shared.state.lock().spare_pte.get_or_insert(pte);
         }
+        stats.granted(granted);
         if ret.is_err() {
             stats.error();
         }
@@ -502,8 +516,9 @@ impl<T: DriverSvm> SvmContext<T> {
         empty
     }
 
-    /// Grants one page. `lock` is the mmap read lock if the caller's batch holds it; it is
-    /// taken when needed and dropped before anything that may sleep for long or take it again.
+    /// Grants one page; `false` if the device held it already. `lock` is the mmap read lock if
+    /// the caller's batch holds it; it is taken when needed and dropped before anything that may
+    /// sleep for long or take it again.
     fn fault_page(
         &self,
         lock: &mut BatchLock<'_>,
@@ -511,11 +526,11 @@ impl<T: DriverSvm> SvmContext<T> {
         chunk: &ChunkNotifier<T>,
         prof: &mut Profiler<'_>,
         ahead: &mut Option<Named<T>>,
-    ) -> Result {
+    ) -> Result<bool> {
         let shared = &self.shared;
         let addr = pages.addr;
         let ret = self.grant_page(lock, pages, chunk, prof, ahead);
-        if ret == Err(EBUSY) {
+        if ret == Err(EBUSY).map(|()| false) {
             shared.stats.timeout();
             trace::timeout(shared.owner, addr);
         }
@@ -538,7 +553,7 @@ impl<T: DriverSvm> SvmContext<T> {
         chunk: &ChunkNotifier<T>,
         prof: &mut Profiler<'_>,
         ahead: &mut Option<Named<T>>,
-    ) -> Result {
+    ) -> Result<bool> {
         let shared = &self.shared;
         let (addr, mut named) = (pages.addr, pages.ahead.take());
         let mut deadline = Deadline::new(self.config.timeout);
@@ -555,7 +570,7 @@ impl<T: DriverSvm> SvmContext<T> {
                 return Err(EBUSY);
             }
             let Some(prepared) = self.prepare(addr, named.take(), kept.take())? else {
-                return Ok(());
+                return Ok(false);
             };
             prof.mark(Phase::Prepare);
             let begun = self.begin(lock, addr, chunk, &mut deadline)?;
@@ -586,10 +601,9 @@ impl<T: DriverSvm> SvmContext<T> {
         if let Some(residency) = &shared.residency {
             residency.record(shared.mm_key, addr >> PAGE_SHIFT, shared.owner_key());
         }
-        shared.stats.granted();
         trace::grant(shared.owner, addr);
         prof.mark(Phase::Release);
-        Ok(())
+        Ok(true)
     }
 
     /// Step 1: unless the device holds the page already (`None`), names it in
@@ -852,11 +866,9 @@ struct GrantInProgress<'a> {
 
 impl<'a> GrantInProgress<'a> {
     fn enter(task: &'a Atomic<usize>) -> Self {
-        task.store(Task::current_raw() as usize, Relaxed);
-        Self {
-            task,
-            _any: Granting::enter(),
-        }
+        let any = Granting::enter();
+        task.store(any.task(), Relaxed);
+        Self { task, _any: any }
     }
 }
 

@@ -26,23 +26,32 @@ static TASKS: [Atomic<usize>; SLOTS] = [const { Atomic::new(0) }; SLOTS];
 /// Relaxed accesses suffice: the only question asked of the table is whether it holds the
 /// current task, whose own stores are ordered before its own loads; other tasks' values only
 /// have to be some value they stored, never the current task's pointer.
-pub(super) struct Granting(Option<&'static Atomic<usize>>);
+pub(super) struct Granting {
+    me: usize,
+    slot: Option<&'static Atomic<usize>>,
+}
 
 impl Granting {
     /// Registers the current task until the returned value is dropped.
     pub(super) fn enter() -> Self {
         let me = Task::current_raw() as usize;
-        Self(
-            TASKS
+        Self {
+            me,
+            slot: TASKS
                 .iter()
                 .find(|slot| slot.cmpxchg(0, me, Relaxed).is_ok()),
-        )
+        }
+    }
+
+    /// The registered task, as a key.
+    pub(super) fn task(&self) -> usize {
+        self.me
     }
 }
 
 impl Drop for Granting {
     fn drop(&mut self) {
-        if let Some(slot) = self.0 {
+        if let Some(slot) = self.slot {
             slot.store(0, Relaxed);
         }
     }

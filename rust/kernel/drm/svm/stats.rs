@@ -243,8 +243,8 @@ macro_rules! counters {
 counters! {
     /// Calls of `atomic_fault`.
     faults => fault;
-    /// Pages made exclusive and mapped.
-    pages_granted => granted;
+    /// Pages made exclusive and mapped (counted at the end of each fault).
+    pages_granted;
     /// Pages a fault found already mapped with atomic permission.
     pages_already_mapped => already_mapped;
     /// Times a grant was thrown away because an invalidation collided with it.
@@ -296,6 +296,13 @@ impl Stats {
             field(parent).fetch_add(n, Relaxed);
         }
         old
+    }
+
+    /// Counts `pages` grants, once per fault rather than once per page.
+    pub(crate) fn granted(&self, pages: u64) {
+        if pages != 0 {
+            self.bump(|s| &s.pages_granted, pages);
+        }
     }
 
     pub(crate) fn phase(&self, phase: Phase, ns: u64) {
