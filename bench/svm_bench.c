@@ -145,7 +145,7 @@ static int cmd_floor(void)
 	const int n = ARRAY_SIZE(what);
 	char *p;
 
-	for (int rep = 0; rep < 5; rep++) {
+	for (int rep = 0; rep < 11; rep++) {
 		for (int k = 0; k < n; k++) {
 			/* Forwards, then backwards: each variant runs early and late. */
 			const char *w = what[rep % 2 ? n - 1 - k : k];
@@ -228,7 +228,7 @@ static int cmd_grant(void)
 	for (int thp = 0; thp <= 1; thp++) {
 		const char *kind = thp ? "thp" : "4k";
 
-		for (int rep = 0; rep < 10; rep++) {
+		for (int rep = 0; rep < 22; rep++) {
 			const char *order = rep % 2 ? "hmm-first" : "vsvm-first";
 
 			for (int k = 0; k < 2; k++) {
@@ -298,7 +298,7 @@ static int cmd_batch(void)
 
 	if (fd < 0)
 		return 1;
-	for (int rep = 0; rep < 6; rep++) {
+	for (int rep = 0; rep < 12; rep++) {
 		for (int k = 0; k < 2; k++) {
 			int each = (rep + k) % 2 == 0;
 			char *p = map_pages(NPAGES, 1);
