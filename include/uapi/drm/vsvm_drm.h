@@ -170,7 +170,8 @@ struct drm_vsvm_query {
  * struct drm_vsvm_stats - counters of this file's context
  * @ops: device atomic operations performed
  * @faults: device faults handled
- * @pages_granted: pages made exclusive and mapped
+ * @pages_granted: pages made exclusive and mapped (counted when each fault
+ *	ends: a read during a long prefetch misses the pages it granted so far)
  * @retries: grants thrown away because an invalidation collided
  * @timeouts: faults that gave up (EBUSY)
  * @residency_waits: faults that waited for another device's residency

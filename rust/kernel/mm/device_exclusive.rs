@@ -165,7 +165,8 @@ impl DeviceExclusiveFolio {
     pub fn folio_ref(&self) -> FolioRef {
         // SAFETY: The folio is valid while we hold a reference, so taking another is allowed.
         unsafe { bindings::folio_get(self.folio.as_ptr()) };
-        // INVARIANT: We just took a reference to the folio of `page`.
+        // INVARIANT: We just took a reference to `folio`, which by the invariant of `Self` is
+        // the folio of `page`.
         FolioRef { page: self.page }
     }
 }
@@ -206,9 +207,10 @@ impl FolioRef {
 impl Drop for FolioRef {
     fn drop(&mut self) {
         // SAFETY: By the type invariant we own a reference to the folio of `page`, given up
-        // here. While we hold it, the folio can be neither split nor migrated (both freeze its
-        // reference count at the value they expect, which ours exceeds), so `page_folio()`
-        // still finds the folio we took the reference to.
+        // here. The page's folio changes only when the folio is split, which freezes the
+        // reference count at the references it accounts for and so fails while ours exists,
+        // or when it is freed and reused, which ours prevents (see `page_folio()`): it is
+        // still the folio we took the reference to.
         unsafe { bindings::folio_put(bindings::page_folio(self.page.as_ptr())) };
     }
 }

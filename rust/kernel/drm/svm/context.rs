@@ -459,7 +459,8 @@ impl<T: DriverSvm> SvmContext<T> {
             GFP_KERNEL_ACCOUNT,
         )?;
         self.shared.stats.notifier_inserted();
-        self.shared.state.lock().grants.add_chunk(slots);
+        let unused = self.shared.state.lock().grants.add_chunk(slots);
+        drop(unused);
         chunks.insert(reservation.into_node(index, chunk.clone()));
         Ok(ChunkUse::new(self, index, chunk))
     }
@@ -530,7 +531,7 @@ impl<T: DriverSvm> SvmContext<T> {
         let shared = &self.shared;
         let addr = pages.addr;
         let ret = self.grant_page(lock, pages, chunk, prof, ahead);
-        if ret == Err(EBUSY).map(|()| false) {
+        if ret == Err(EBUSY) {
             shared.stats.timeout();
             trace::timeout(shared.owner, addr);
         }
@@ -704,7 +705,8 @@ impl<T: DriverSvm> SvmContext<T> {
         // With the mmap lock still held from the previous page of a batch, this may wait for an
         // invalidation in progress, unlike the order Documentation/mm/hmm.rst shows. That
         // cannot deadlock: invalidations take the mmap lock before they start or not at all
-        // (none takes it between start and end), and our `mmget()` rules out `exit_mmap()`. A
+        // (none takes it between start and end), and the fault's reference on the mm (its own
+        // `mmget()`, or the calling task's on its own mm) rules out `exit_mmap()`. A
         // writer queued on the lock waits for us meanwhile.
         let seq = per_fault.as_deref().unwrap_or(chunk).read_begin();
         Ok(Begun { seq, per_fault })

@@ -82,11 +82,16 @@ impl Grants {
         Self(RBTree::new())
     }
 
-    /// Adds the slots of a chunk that has none yet (slots it has are kept, with their grants).
-    pub(super) fn add_chunk(&mut self, slots: ChunkSlots) {
-        if self.0.get(&slots.index).is_none() {
-            self.0.insert(slots.node);
+    /// Adds the slots of a chunk that has none yet. Slots it has are kept, with their grants
+    /// (never reached: slots are added with the chunk's notifier and removed with it), and the
+    /// new ones are given back, to be freed outside the page-table lock.
+    pub(super) fn add_chunk(&mut self, slots: ChunkSlots) -> Option<ChunkSlots> {
+        if self.0.get(&slots.index).is_some() {
+            crate::pr_warn_once!("drm_svm: grant slots added twice for a chunk\n");
+            return Some(slots);
         }
+        self.0.insert(slots.node);
+        None
     }
 
     /// Removes the slots of chunk `index` if none of them holds a grant; returns whether the

@@ -120,7 +120,8 @@ impl RevokeCause {
 /// The phases of a fault, for profiling ([`Snapshot::phase_ns`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
-    /// From the call to the page: arguments, `mmget`, fault lock, chunk notifier lookup.
+    /// From the call to the page: arguments, the mm reference, fault lock, chunk notifier
+    /// lookup.
     Entry,
     /// The already-granted check, naming the page, and any allocation for the device PTE.
     Prepare,
