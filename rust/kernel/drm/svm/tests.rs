@@ -430,6 +430,14 @@ mod kunit {
     }
 
     fn shared_ctx(owner: &'static u8, timeout: Delta) -> Result<Arc<SvmContext<TestPt>>> {
+        shared_ctx_in(owner, timeout, NotifierMode::LongLived)
+    }
+
+    fn shared_ctx_in(
+        owner: &'static u8,
+        timeout: Delta,
+        mode: NotifierMode,
+    ) -> Result<Arc<SvmContext<TestPt>>> {
         let mm = current_mm().ok_or(EINVAL)?;
         let pt = TestPt {
             entries: KVec::with_capacity(16, GFP_KERNEL)?,
@@ -437,6 +445,7 @@ mod kunit {
         };
         let mut config = Config::new(Owner::from_ptr(owner));
         config.timeout = timeout;
+        config.notifiers = mode;
         Arc::pin_init(SvmContext::new(&mm, pt, config), GFP_KERNEL)
     }
 
@@ -528,7 +537,18 @@ mod kunit {
         held: usize,
         zap_at: usize,
     ) -> Result<u64> {
-        let ctx = shared_ctx(&DEV_A, Config::DEFAULT_TIMEOUT)?;
+        zap_during_grant_in(NotifierMode::LongLived, mem, a0, n, held, zap_at)
+    }
+
+    fn zap_during_grant_in(
+        mode: NotifierMode,
+        mem: &UserMem,
+        a0: usize,
+        n: usize,
+        held: usize,
+        zap_at: usize,
+    ) -> Result<u64> {
+        let ctx = shared_ctx_in(&DEV_A, Config::DEFAULT_TIMEOUT, mode)?;
         let gate0 = gate(held, Event::Exclusive, Some(&DEV_A))?;
         let never = Atomic::new(false);
         let fault = fault_on_worker(&ctx, a0, n)?;
@@ -561,6 +581,19 @@ mod kunit {
         // The second page of a batch, named by the first page's commit, is zapped during its
         // grant: that must be seen as a collision too.
         assert_eq!(zap_during_grant(&mem, a0, 2, a1, a1)?, 1);
+        assert_eq!(mem.read_u64(off + P)?, 0);
+        assert_eq!(mem.read_u64(off)?, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn per_fault_collision_in_a_batch_causes_exactly_one_retry() -> Result {
+        let (mem, off) = two_pages()?;
+        let (a0, a1) = (mem.addr() + off, mem.addr() + off + P);
+        // The same with nouveau's per-fault notifiers: the page named ahead is validated
+        // against a notifier inserted after it was named.
+        let mode = NotifierMode::PerFault;
+        assert_eq!(zap_during_grant_in(mode, &mem, a0, 2, a1, a1)?, 1);
         assert_eq!(mem.read_u64(off + P)?, 0);
         assert_eq!(mem.read_u64(off)?, 1);
         Ok(())
