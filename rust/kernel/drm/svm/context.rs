@@ -493,12 +493,9 @@ impl<T: DriverSvm> SvmContext<T> {
             return;
         }
         let mut chunks = self.chunks.lock();
-        // No grant can appear meanwhile: grants are made by faults, which the fault lock
-        // serialises, and we are the fault.
-        let removed = if chunk.data().users.load(Relaxed) == 0
-            && !chunk.data().granted.load(Relaxed)
-            && self.remove_slots_if_empty(index)
-        {
+        // Neither a use nor a grant can appear meanwhile: both are made by faults, which the
+        // fault lock serialises, and we are the fault.
+        let removed = if self.remove_slots_if_empty(index) {
             chunks.remove(&index)
         } else {
             None
@@ -570,13 +567,13 @@ impl<T: DriverSvm> SvmContext<T> {
             if deadline.passed() {
                 return Err(EBUSY);
             }
-            let Some(prepared) = self.prepare(addr, named.take(), kept.take())? else {
+            let Some(pte) = self.prepare(addr, named.take(), kept.take())? else {
                 return Ok(false);
             };
             prof.mark(Phase::Prepare);
             let begun = self.begin(lock, addr, chunk, &mut deadline)?;
             prof.mark(Phase::ReadBegin);
-            let result = self.try_grant(lock, &pages, chunk, &begun, prepared, prof);
+            let result = self.try_grant(lock, &pages, chunk, &begun, pte, prof);
             if begun.per_fault.is_some() {
                 // Removing the notifier waits for the mm's invalidations: not under the lock.
                 lock.unlock();
@@ -587,8 +584,8 @@ impl<T: DriverSvm> SvmContext<T> {
                     *ahead = next;
                     break;
                 }
-                Attempt::Retry(prepared) => {
-                    kept = Some(prepared);
+                Attempt::Retry(pte) => {
+                    kept = Some(pte);
                     // Let whoever collided with us (and any writer) have the mmap lock.
                     lock.unlock();
                     shared.stats.retry();
@@ -615,8 +612,8 @@ impl<T: DriverSvm> SvmContext<T> {
         &self,
         addr: usize,
         named: Option<Named<T>>,
-        kept: Option<Prepared<T>>,
-    ) -> Result<Option<Prepared<T>>> {
+        kept: Option<T::PteAlloc>,
+    ) -> Result<Option<T::PteAlloc>> {
         let named = match named {
             Some(named) => named,
             None => {
@@ -629,12 +626,11 @@ impl<T: DriverSvm> SvmContext<T> {
             (_, Some(kept)) => return Ok(Some(kept)),
             (Named::Granting(spare), None) => spare,
         };
-        let pte = match spare {
-            Some(pte) => pte,
+        match spare {
+            Some(pte) => Ok(Some(pte)),
             // Without the page-table lock, which reclaim may need.
-            None => T::alloc_pte()?,
-        };
-        Ok(Some(Prepared { pte }))
+            None => T::alloc_pte().map(Some),
+        }
     }
 
     /// Under the page-table lock: whether the device holds the page at `addr` already, and if
@@ -714,14 +710,14 @@ impl<T: DriverSvm> SvmContext<T> {
 
     /// Step 3: makes the page device-exclusive under the mmap read lock, then commits the grant
     /// under the page-table lock, unless an invalidation collided with it since [`Self::begin`]:
-    /// then the page is left to the CPU and the allocations are kept for the next attempt.
+    /// then the page is left to the CPU and the PTE allocation is kept for the next attempt.
     fn try_grant(
         &self,
         lock: &mut BatchLock<'_>,
         pages: &Pages<T>,
         chunk: &ChunkNotifier<T>,
         begun: &Begun<T>,
-        prepared: Prepared<T>,
+        pte: T::PteAlloc,
         prof: &mut Profiler<'_>,
     ) -> Result<Attempt<T>> {
         let shared = &self.shared;
@@ -735,9 +731,9 @@ impl<T: DriverSvm> SvmContext<T> {
         prof.mark(Phase::MakeExclusive);
         let mut state = shared.state.lock();
         let result = if begun.notifier(chunk).read_retry(begun.seq) {
-            Ok(Attempt::Retry(prepared))
+            Ok(Attempt::Retry(pte))
         } else {
-            Self::commit(&mut state, chunk, addr, &grant, prepared).map(|()| {
+            Self::commit(&mut state, chunk, addr, &grant, pte).map(|()| {
                 // The next page of a batch is named in this lock section, not one of its own.
                 let next = pages
                     .next
@@ -759,16 +755,16 @@ impl<T: DriverSvm> SvmContext<T> {
         chunk: &ChunkNotifier<T>,
         addr: usize,
         grant: &DeviceExclusiveFolio,
-        prepared: Prepared<T>,
+        pte: T::PteAlloc,
     ) -> Result {
         // The fault's `ChunkUse` keeps the chunk and its slots; the page was seen not granted
         // when it was named, and only faults, which the fault lock serialises, grant.
         let slot = state.grants.vacant(addr >> PAGE_SHIFT).ok_or(EINVAL)?;
-        let mut pte = Some(prepared.pte);
+        let mut pte = Some(pte);
         let mapped = state.pt.map_atomic(addr, grant.pfn(), &mut pte);
         // What the driver did not need serves the next grant.
-        if state.spare_pte.is_none() {
-            state.spare_pte = pte.take();
+        if let Some(pte) = pte {
+            state.spare_pte.get_or_insert(pte);
         }
         mapped?;
         // INVARIANT: `read_retry()` was false under the page-table lock: no invalidation of the
@@ -784,11 +780,6 @@ impl<T: DriverSvm> SvmContext<T> {
         grant.mark_dirty();
         Ok(())
     }
-}
-
-/// What a grant needs, allocated before the page-table lock is taken.
-struct Prepared<T: DriverSvm> {
-    pte: T::PteAlloc,
 }
 
 /// The page a fault grants, and the next one of its batch.
@@ -825,8 +816,8 @@ impl<T: DriverSvm> Begun<T> {
 enum Attempt<T: DriverSvm> {
     /// Granted; the next page of the batch, if any, is named.
     Granted(Option<Named<T>>),
-    /// An invalidation collided with the grant; try again with these allocations.
-    Retry(Prepared<T>),
+    /// An invalidation collided with the grant; try again with this allocation.
+    Retry(T::PteAlloc),
 }
 
 /// A fault's use of a chunk notifier, counted in `Chunk::users` so that [`SvmContext::trim`]
