@@ -11,6 +11,7 @@ use kernel::{
     },
     prelude::*,
     rbtree::{
+        Entry,
         RBTree,
         RBTreeNodeReservation, //
     },
@@ -99,18 +100,19 @@ impl svm::DriverSvm for PageTable {
 
     fn map_atomic(&mut self, addr: usize, pfn: usize, mem: &mut Option<LeafAlloc>) -> Result {
         let page = addr >> PAGE_SHIFT;
-        let index = page / LEAF_ENTRIES;
-        if self.leaves.get(&index).is_none() {
-            // Under the page-table lock: the memory was allocated before it was taken.
-            let alloc = self.spare.take().or_else(|| mem.take()).ok_or(ENOMEM)?;
-            // INVARIANT: all entries of `alloc` are 0.
-            let leaf = Leaf {
-                count: 0,
-                entries: Some(alloc.entries),
-            };
-            self.leaves.insert(alloc.node.into_node(index, leaf));
-        }
-        let leaf = self.leaves.get_mut(&index).ok_or(ENOMEM)?;
+        let leaf = match self.leaves.entry(page / LEAF_ENTRIES) {
+            Entry::Occupied(leaf) => leaf.into_mut(),
+            Entry::Vacant(slot) => {
+                // Under the page-table lock: the memory was allocated before it was taken.
+                let alloc = self.spare.take().or_else(|| mem.take()).ok_or(ENOMEM)?;
+                // INVARIANT: all entries of `alloc` are 0.
+                let leaf = Leaf {
+                    count: 0,
+                    entries: Some(alloc.entries),
+                };
+                slot.insert(leaf, alloc.node)
+            }
+        };
         let entries = leaf.entries.as_mut().ok_or(ENOMEM)?;
         let entry = &mut entries[page % LEAF_ENTRIES];
         if *entry == 0 {
