@@ -574,29 +574,27 @@ mod kunit {
         Ok(())
     }
 
-    #[test]
-    fn collision_in_a_batch_causes_exactly_one_retry() -> Result {
+    /// The second page of a batch, named by the first page's commit, is zapped during its
+    /// grant: that must be seen as a collision too.
+    fn collision_in_a_batch(mode: NotifierMode) -> Result {
         let (mem, off) = two_pages()?;
         let (a0, a1) = (mem.addr() + off, mem.addr() + off + P);
-        // The second page of a batch, named by the first page's commit, is zapped during its
-        // grant: that must be seen as a collision too.
-        assert_eq!(zap_during_grant(&mem, a0, 2, a1, a1)?, 1);
+        assert_eq!(zap_during_grant_in(mode, &mem, a0, 2, a1, a1)?, 1);
         assert_eq!(mem.read_u64(off + P)?, 0);
         assert_eq!(mem.read_u64(off)?, 1);
         Ok(())
     }
 
     #[test]
+    fn collision_in_a_batch_causes_exactly_one_retry() -> Result {
+        collision_in_a_batch(NotifierMode::LongLived)
+    }
+
+    #[test]
     fn per_fault_collision_in_a_batch_causes_exactly_one_retry() -> Result {
-        let (mem, off) = two_pages()?;
-        let (a0, a1) = (mem.addr() + off, mem.addr() + off + P);
-        // The same with nouveau's per-fault notifiers: the page named ahead is validated
-        // against a notifier inserted after it was named.
-        let mode = NotifierMode::PerFault;
-        assert_eq!(zap_during_grant_in(mode, &mem, a0, 2, a1, a1)?, 1);
-        assert_eq!(mem.read_u64(off + P)?, 0);
-        assert_eq!(mem.read_u64(off)?, 1);
-        Ok(())
+        // With nouveau's per-fault notifiers, the page named ahead is validated against a
+        // notifier inserted after it was named.
+        collision_in_a_batch(NotifierMode::PerFault)
     }
 
     #[test]
