@@ -220,6 +220,30 @@ TEST_F(limits, emptied_chunks_are_trimmed)
 }
 
 /*
+ * Only a chunk that never held a grant goes with the fault that made it; one
+ * whose grants were revoked keeps its notifier through a fault in it that
+ * fails, until a fault trims the emptied chunks.
+ */
+TEST_F(limits, failed_fault_keeps_an_emptied_chunk)
+{
+	uint64_t *f = thp_alloc();
+	int fd = vsvm_open(0);
+
+	ASSERT_GE(fd, 0);
+	ASSERT_NE(f, NULL);
+	f[0] = 1;
+	ASSERT_EQ(vsvm_add64(fd, f, 1), 0);
+	ASSERT_EQ(vsvm_notifiers(fd), 1);
+	ASSERT_EQ(madvise(f, PAGE_SZ, MADV_DONTNEED), 0);
+	ASSERT_EQ(vsvm_revoked(fd, 0, NULL), 1);
+	ASSERT_EQ(mprotect(f + PAGE_SZ / 8, PAGE_SZ, PROT_READ), 0);
+	ASSERT_EQ(vsvm_add64(fd, f + PAGE_SZ / 8, 1), -EFAULT);
+	ASSERT_EQ(vsvm_notifiers(fd), 1);
+	close(fd);
+	munmap(f, THP_SZ);
+}
+
+/*
  * Files: each costs a bounded amount of kernel memory, charged to the opener's
  * cgroup, all of it given back on close; past RLIMIT_NOFILE opening fails
  * cleanly with EMFILE.
