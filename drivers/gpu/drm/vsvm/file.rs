@@ -280,11 +280,8 @@ impl File {
         }
         let addr = usize::try_from(req.addr).map_err(|_| EFAULT)?;
         let ctx = Self::ctx(file)?;
-        req.state = ctx
-            .with_atomic_page(addr & PAGE_MASK, |pt, _| {
-                pt.lookup(addr).map_or(0, |pte| pte.bits)
-            })
-            .unwrap_or(0);
+        // The table itself, granted or not: an entry the revocation left behind shows.
+        req.state = ctx.with_page_table(|pt| pt.lookup(addr).map_or(0, |pte| pte.bits));
         Ok(0)
     }
 

@@ -345,6 +345,13 @@ impl<T: DriverSvm> SvmContext<T> {
         Some(f(&mut state.pt, &mapped))
     }
 
+    /// Runs `f` on the device's page table, under the page-table lock (so with the same rules
+    /// as [`Self::with_atomic_page`]), whatever the device holds: to read back what
+    /// [`DriverSvm::map_atomic`] and [`DriverSvm::unmap`] left in it.
+    pub fn with_page_table<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.shared.state.lock().pt)
+    }
+
     /// Whether the device holds the page at `addr` with atomic permission now.
     pub fn is_granted(&self, addr: usize) -> bool {
         self.shared
