@@ -528,19 +528,10 @@ mod kunit {
         Ok(())
     }
 
-    /// Faults `n` pages from `a0` and holds the context inside the grant of `held` while the
-    /// test thread zaps `zap_at`, then lets it go on; returns the fault's retries.
+    /// Faults `n` pages from `a0` (notifiers in `mode`) and holds the context inside the grant
+    /// of `held` while the test thread zaps `zap_at`, then lets it go on; returns the fault's
+    /// retries.
     fn zap_during_grant(
-        mem: &UserMem,
-        a0: usize,
-        n: usize,
-        held: usize,
-        zap_at: usize,
-    ) -> Result<u64> {
-        zap_during_grant_in(NotifierMode::LongLived, mem, a0, n, held, zap_at)
-    }
-
-    fn zap_during_grant_in(
         mode: NotifierMode,
         mem: &UserMem,
         a0: usize,
@@ -569,7 +560,10 @@ mod kunit {
         let a0 = mem.addr() + off;
         // The page being granted is zapped during the grant: it must be made again, on the
         // page that replaced the zapped one.
-        assert_eq!(zap_during_grant(&mem, a0, 1, a0, a0)?, 1);
+        assert_eq!(
+            zap_during_grant(NotifierMode::LongLived, &mem, a0, 1, a0, a0)?,
+            1
+        );
         assert_eq!(mem.read_u64(off)?, 0);
         Ok(())
     }
@@ -579,7 +573,7 @@ mod kunit {
     fn collision_in_a_batch(mode: NotifierMode) -> Result {
         let (mem, off) = two_pages()?;
         let (a0, a1) = (mem.addr() + off, mem.addr() + off + P);
-        assert_eq!(zap_during_grant_in(mode, &mem, a0, 2, a1, a1)?, 1);
+        assert_eq!(zap_during_grant(mode, &mem, a0, 2, a1, a1)?, 1);
         assert_eq!(mem.read_u64(off + P)?, 0);
         assert_eq!(mem.read_u64(off)?, 1);
         Ok(())
@@ -602,7 +596,10 @@ mod kunit {
         let (mem, off) = two_pages()?;
         let a0 = mem.addr() + off;
         // Same notifier chunk, different page: the grant in progress is not affected.
-        assert_eq!(zap_during_grant(&mem, a0, 1, a0, a0 + P)?, 0);
+        assert_eq!(
+            zap_during_grant(NotifierMode::LongLived, &mem, a0, 1, a0, a0 + P)?,
+            0
+        );
         assert_eq!(mem.read_u64(off + P)?, 0);
         assert_eq!(mem.read_u64(off)?, 1);
         Ok(())
