@@ -17,10 +17,12 @@ OUT=$("$TOP/build/kernel.sh")
 mkdir -p "$OUT/logs"
 LOG=$OUT/logs/test-$(date +%Y%m%d-%H%M%S).log
 log "booting the test guest (${SVM_CPUS:-2} CPUs, TCG); console log: $LOG"
-# Two fake NUMA nodes for move_pages(), a 64 MiB RAM disk for swap, and freed
-# pages unmapped and poisoned so that a write to one is reported.
+# Two fake NUMA nodes for move_pages(), a 64 MiB RAM disk for swap, a CMA
+# area for vsvm_mm to allocate granted pages away from, and freed pages
+# unmapped and poisoned so that a write to one is reported.
 "$TOP/build/boot.sh" "$OUT" "$OUT/svm-initramfs.cpio" "$LOG" numa=fake=2 \
-	brd.rd_nr=1 brd.rd_size=65536 debug_pagealloc=on page_poison=1 ${SVM_CMDLINE:-}
+	brd.rd_nr=1 brd.rd_size=65536 cma=256M debug_pagealloc=on page_poison=1 \
+	${SVM_CMDLINE:-}
 ln -sf "$LOG" "$CACHE/test-latest.log"
 log "build and boot took $((SECONDS - start)) s"
 exec python3 "$TOP/build/check-log.py" "$LOG" "$SRC/tools/testing/kunit/kunit.py"

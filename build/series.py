@@ -132,6 +132,11 @@ def main():
     patches = [(p, parse(p)) for p in paths]
     files = claims(patches, overlay_files())
 
+    if os.path.isdir(work) and subprocess.run(
+            ["git", "-C", work, "rev-parse", "-q", "--verify", "HEAD"],
+            capture_output=True).returncode != 0:
+        # A worktree whose creation was interrupted: make it again.
+        shutil.rmtree(work)
     if not os.path.isdir(work):
         git(base, "worktree", "prune")
         git(base, "worktree", "add", "-q", "--detach", work, BASE_TAG)
