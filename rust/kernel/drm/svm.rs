@@ -44,12 +44,23 @@
 //! 6. the lock of a [`Residency`] the context shares with other devices' contexts (a spinlock).
 //!
 //! [`DriverSvm::map_atomic`] and [`DriverSvm::unmap`] run under the page-table lock, and must
-//! neither sleep nor allocate (reclaim may invalidate, and so need this lock);
-//! [`DriverSvm::alloc_pte`] allocates with the fault lock and possibly the mmap lock held, not
-//! the page-table lock. The invalidation callback takes the page-table lock (and only tries
-//! to, when it must not sleep) and, under it, the residency lock. Notifiers are removed, which
-//! waits for the mm's invalidations in progress, with neither the chunk lock nor the mmap
-//! lock held.
+//! not allocate (reclaim may invalidate, and so need this lock): [`SvmContext::new`] tells
+//! lockdep that reclaim takes the lock, so that an allocation under it is reported at once.
+//! `map_atomic` must not sleep either (the folio is locked); `unmap` may, when the
+//! invalidation is blockable, to wait for the device. [`DriverSvm::alloc_pte`] allocates with
+//! the fault lock and possibly the mmap lock held, not the page-table lock. The invalidation
+//! callback takes the page-table lock (and only tries to, when it must not sleep) and, under
+//! it, the residency lock. Notifiers are removed, which waits for the mm's invalidations in
+//! progress, with neither the chunk lock nor the mmap lock held.
+//!
+//! A fault may wait in `mmu_interval_read_begin()` for an invalidation in progress while it
+//! holds the mmap read lock (across the pages of a batch): the reverse of the order in
+//! Documentation/mm/hmm.rst. That is free of deadlock only if no invalidation callback of any
+//! notifier of the mm waits, between the start and the end of an invalidation, for anything
+//! that takes the mmap lock (a writer queued behind the fault's read lock would block it).
+//! The core mm never takes the mmap lock there, and this context's callback does not; a
+//! driver whose callback waits for its device must make sure that the device's progress never
+//! depends on the mmap lock of the same process.
 //!
 //! A grant is valid because of the interval notifier's sequence protocol: a fault names the
 //! page it grants under the page-table lock, reads the notifier's sequence, makes the page
@@ -64,8 +75,8 @@
 //!
 //! ```
 //! use kernel::{
-//!     drm::svm::{Config, DriverSvm, SvmContext},
-//!     mm::{mmu_notifier::Owner, MmWithUser},
+//!     drm::svm::{Config, DriverSvm, Refused, SvmContext, Unmap},
+//!     mm::{device_exclusive::DeviceExclusiveFolio, mmu_notifier::Owner, MmWithUser},
 //!     page::{PAGE_MASK, PAGE_SHIFT},
 //!     prelude::*,
 //!     rbtree::{RBTree, RBTreeNodeReservation},
@@ -85,28 +96,23 @@
 //!
 //!     fn map_atomic(
 //!         &mut self,
-//!         addr: usize,
-//!         pfn: usize,
+//!         grant: &DeviceExclusiveFolio,
 //!         mem: &mut Option<Self::PteAlloc>,
 //!     ) -> Result {
-//!         // Real hardware: write the entry, with the atomic bit, into the device page table.
-//!         // Every entry needs a node of its own.
+//!         // Real hardware: map `grant.page()` for the device's DMA, and write the entry, with
+//!         // the atomic bit, into the device page table. Every entry needs a node of its own.
 //!         let node = mem.take().ok_or(ENOMEM)?;
-//!         self.0.insert(node.into_node(addr >> PAGE_SHIFT, pfn));
+//!         self.0.insert(node.into_node(grant.addr() >> PAGE_SHIFT, grant.pfn()));
 //!         Ok(())
 //!     }
 //!
-//!     fn unmap(&mut self, start: usize, end: usize) {
-//!         // Real hardware: clear the entries and flush the device TLB before returning.
-//!         let (first, last) = (start >> PAGE_SHIFT, end.div_ceil(1 << PAGE_SHIFT));
-//!         let mut cursor = self.0.cursor_lower_bound_mut(&first);
-//!         while let Some(c) = cursor {
-//!             // Past the last entry, `remove_current()` moves back, below `first`.
-//!             if !(first..last).contains(c.current().0) {
-//!                 break;
-//!             }
-//!             cursor = c.remove_current().0;
+//!     fn unmap(&mut self, range: &Unmap<'_>) -> Result<(), Refused> {
+//!         // Real hardware: clear the entries, invalidate the device TLB and wait for it (a
+//!         // non-blockable range that would have to wait returns `range.refuse()` instead).
+//!         for (addr, _page) in range.pages() {
+//!             self.0.remove(&(addr >> PAGE_SHIFT));
 //!         }
+//!         Ok(())
 //!     }
 //! }
 //!
@@ -138,7 +144,10 @@
 //! C header: [`include/linux/rmap.h`](srctree/include/linux/rmap.h)
 
 use crate::{
-    mm::mmu_notifier::Owner,
+    mm::{
+        device_exclusive::DeviceExclusiveFolio,
+        mmu_notifier::Owner, //
+    },
     prelude::*,
     sync::Arc,
     time::Delta, //
@@ -152,8 +161,12 @@ mod page;
 mod residency;
 pub mod stats;
 mod trace;
+mod unmap;
 
-pub use context::SvmContext;
+pub use context::{
+    Blocked,
+    SvmContext, //
+};
 pub use page::AtomicPage;
 pub use residency::Residency;
 pub use stats::{
@@ -161,6 +174,10 @@ pub use stats::{
     RevokeCause,
     Snapshot,
     Stats, //
+};
+pub use unmap::{
+    Refused,
+    Unmap, //
 };
 
 /// A device page table that can map process pages with atomic permission.
@@ -185,7 +202,15 @@ pub trait DriverSvm: Send + Unpin + 'static {
     /// (`GFP_KERNEL_ACCOUNT`). An error is returned from the fault as it is.
     fn alloc_pte() -> Result<Self::PteAlloc>;
 
-    /// Maps page frame `pfn` at user address `addr` with read, write and atomic permission.
+    /// Maps the page `grant` holds, at user address `grant.addr()`, with read, write and atomic
+    /// permission.
+    ///
+    /// `grant` is the page made device-exclusive for this device, with its folio locked. Its
+    /// [`DeviceExclusiveFolio::page`] is what the device reaches (map it for the device's DMA,
+    /// `dma_map_page()`); [`DeviceExclusiveFolio::order`] and [`DeviceExclusiveFolio::index`]
+    /// say where it lies in a large folio, so that a driver may use a large device PTE once it
+    /// holds all of a THP's pages. The driver takes no reference to the page: the
+    /// device-exclusive entry holds it until the invalidation that calls [`DriverSvm::unmap`].
     ///
     /// `mem` holds an allocation from [`DriverSvm::alloc_pte`]: the mapping takes it
     /// ([`Option::take`]) if it needs new memory, and leaves it for a later call if not.
@@ -193,13 +218,23 @@ pub trait DriverSvm: Send + Unpin + 'static {
     /// Called with the page-table lock held and the page's folio locked: reclaim may need the
     /// page-table lock, so this must not allocate. An error is returned from the fault as it
     /// is.
-    fn map_atomic(&mut self, addr: usize, pfn: usize, mem: &mut Option<Self::PteAlloc>) -> Result;
+    fn map_atomic(
+        &mut self,
+        grant: &DeviceExclusiveFolio,
+        mem: &mut Option<Self::PteAlloc>,
+    ) -> Result;
 
-    /// Removes any mapping of `[start, end)` from the device page table.
+    /// Removes any mapping of `[range.start(), range.end())` from the device page table.
     ///
-    /// Called with the page-table lock held, possibly from an invalidation that must not sleep:
-    /// this must not sleep. When it returns, the device must no longer access those pages.
-    fn unmap(&mut self, start: usize, end: usize);
+    /// [`Unmap::pages`] lists the pages [`DriverSvm::map_atomic`] mapped there, which the
+    /// device must not reach once this returns: invalidate the device's TLB, and wait for it.
+    /// A blockable range ([`Unmap::is_blockable`]) may sleep to do so. A non-blockable one (the
+    /// OOM reaper's) must not sleep: if the driver cannot finish without waiting, it refuses
+    /// with [`Unmap::refuse`], changes nothing, and the grants stay.
+    ///
+    /// Called with the page-table lock held; the range may be everything (`0..usize::MAX`), so
+    /// walk the entries or the pages, not the addresses.
+    fn unmap(&mut self, range: &Unmap<'_>) -> Result<(), Refused>;
 }
 
 /// How an [`SvmContext`] watches the pages it granted.

@@ -22,6 +22,11 @@
 //! - The device mapping must be programmed inside an mmu notifier read-side critical section
 //!   (`read_begin` ... `read_retry` under the driver lock), while the folio is still locked.
 //!   Dropping the [`DeviceExclusiveFolio`] then lets the CPU take the page back.
+//! - The device-exclusive entry holds the folio, as a present entry would: a driver keeps no
+//!   reference of its own once its device PTE is programmed. One would pin the page for as
+//!   long as the device holds it (reclaim could not split a THP, nor compaction, CMA or memory
+//!   offlining move the page), and the invalidation that removes the entry, which the driver
+//!   must act on anyway, is what keeps the device from using a freed page.
 //! - The core mm considers device-exclusive entries clean and old: a driver that writes to the
 //!   page must mark the folio dirty itself ([`DeviceExclusiveFolio::mark_dirty`]).
 //!
@@ -157,61 +162,16 @@ impl DeviceExclusiveFolio {
         unsafe { bindings::folio_test_dirty(self.folio.as_ptr()) }
     }
 
-    /// Takes another reference to the folio (`folio_get()`), which outlives the lock.
+    /// The index of the page in its folio (`folio_page_idx()`): from 0 to
+    /// [`Self::nr_pages`] - 1.
     ///
-    /// A driver keeps one for as long as its device maps the page, so that a mistake in its
-    /// invalidation can at worst leave the device writing to a page nobody maps, never to a
-    /// freed one.
-    pub fn folio_ref(&self) -> FolioRef {
-        // SAFETY: The folio is valid while we hold a reference, so taking another is allowed.
-        unsafe { bindings::folio_get(self.folio.as_ptr()) };
-        // INVARIANT: We just took a reference to `folio`, which by the invariant of `Self` is
-        // the folio of `page`.
-        FolioRef { page: self.page }
-    }
-}
-
-/// A counted reference to a folio, naming one of its pages.
-///
-/// Dropping it drops the reference (`folio_put()`); it may be dropped in atomic context. It is
-/// one pointer, so that `Option<FolioRef>` is too: a driver may keep one per page it maps.
-///
-/// # Invariants
-///
-/// We own one reference to the folio of `page`.
-pub struct FolioRef {
-    page: NonNull<bindings::page>,
-}
-
-// SAFETY: A folio reference may be used and dropped by any thread.
-unsafe impl Send for FolioRef {}
-// SAFETY: The methods only read the page pointer.
-unsafe impl Sync for FolioRef {}
-
-impl FolioRef {
-    /// The page.
+    /// With [`Self::order`], what a driver needs to map a whole large folio with one large
+    /// device PTE once the device holds all of its pages.
     #[inline]
-    pub fn page(&self) -> BorrowedPage<'_> {
-        // SAFETY: The page is valid while we hold a reference to its folio.
-        unsafe { BorrowedPage::from_raw(self.page) }
-    }
-
-    /// The page frame number of the page.
-    #[inline]
-    pub fn pfn(&self) -> usize {
-        // SAFETY: `page` is valid while we hold a reference to its folio.
-        unsafe { bindings::page_to_pfn(self.page.as_ptr()) }
-    }
-}
-
-impl Drop for FolioRef {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariant we own a reference to the folio of `page`, given up
-        // here. The page's folio changes only when the folio is split, which freezes the
-        // reference count at the references it accounts for and so fails while ours exists,
-        // or when it is freed and reused, which ours prevents (see `page_folio()`): it is
-        // still the folio we took the reference to.
-        unsafe { bindings::folio_put(bindings::page_folio(self.page.as_ptr())) };
+    pub fn index(&self) -> usize {
+        // SAFETY: Both are valid while we hold a reference, and `page` belongs to `folio` by
+        // the type invariant (a split, which would change that, needs the folio lock).
+        unsafe { bindings::folio_page_idx(self.folio.as_ptr(), self.page.as_ptr()) }
     }
 }
 

@@ -190,8 +190,10 @@ pub trait MmuIntervalNotifierOps: Sync + Send + Sized + 'static {
 /// published its sequence, so a reader that skipped one could map a page the invalidation is
 /// about to free.
 ///
-/// Dropping it without calling a method defers it ([`InvalidateSeq::defer`]), so that no
-/// sequence is ever lost.
+/// Dropping it without calling a method publishes it like [`InvalidateSeq::set`] (the rule of
+/// the C API: `mmu_interval_set_seq()` is called unconditionally), so that no sequence is ever
+/// lost; drop it under the driver lock too. Publishing it later, or not at all, is only sound
+/// under the rules of the `unsafe` [`InvalidateSeq::defer`] and [`InvalidateSeq::reader_own`].
 pub struct InvalidateSeq<'a> {
     notifier: *mut bindings::mmu_interval_notifier,
     deferred: &'a Atomic<usize>,
@@ -205,11 +207,8 @@ impl InvalidateSeq<'_> {
     ///
     /// Call it under the same driver lock that readers hold for `read_retry`.
     pub fn set(self) {
-        if let Some(seq) = self.seq {
-            // SAFETY: `self.notifier` is the notifier whose callback is running, valid for `'a`.
-            unsafe { bindings::mmu_interval_set_seq(self.notifier, seq) };
-        }
-        core::mem::forget(self);
+        // Publishes it.
+        drop(self);
     }
 
     /// Publishes the sequence at the next [`MmuIntervalNotifier::read_begin`] instead of now.
@@ -222,10 +221,14 @@ impl InvalidateSeq<'_> {
     /// the section maps under that lock before calling `read_begin`; otherwise a section could
     /// begin after the deferral and still miss it.
     ///
-    /// A notifier whose callback defers must have one reader at a time (the driver serialises
-    /// its read sections): the deferred sequence is published by whichever `read_begin` comes
-    /// next, outside the driver lock.
-    pub fn defer(self) {
+    /// # Safety
+    ///
+    /// The notifier has one reader at a time (the driver serialises its read sections), and
+    /// that reader records what its section maps under the lock that guards `read_retry`
+    /// before its `read_begin`, where the callback decides. The deferred sequence is published
+    /// by whichever `read_begin` comes next, outside the driver lock, which is sound only
+    /// against no concurrent `read_begin` or `read_retry` of another reader.
+    pub unsafe fn defer(self) {
         self.defer_now();
         core::mem::forget(self);
     }
@@ -238,7 +241,12 @@ impl InvalidateSeq<'_> {
     /// section needs to wait for it; the reader knows about it, so the section in progress
     /// need not retry for it. Publishing it anyway would make that next `read_begin` wait
     /// for every other invalidation of the mm that overlaps it in time.
-    pub fn reader_own(self) {
+    ///
+    /// # Safety
+    ///
+    /// The notifier has one reader at a time, and the invalidation is that reader's own, made
+    /// inside its read section (the same task, between its `read_begin` and `read_retry`).
+    pub unsafe fn reader_own(self) {
         core::mem::forget(self);
     }
 
@@ -263,8 +271,32 @@ impl InvalidateSeq<'_> {
 
 impl Drop for InvalidateSeq<'_> {
     fn drop(&mut self) {
-        self.defer_now();
+        if let Some(seq) = self.seq {
+            // SAFETY: `self.notifier` is the notifier whose callback is running, valid for `'a`.
+            unsafe { bindings::mmu_interval_set_seq(self.notifier, seq) };
+        }
     }
+}
+
+/// Runs `f` as if reclaim ran it, for lockdep (`fs_reclaim_acquire()`).
+///
+/// A driver whose invalidation callback takes a lock tells lockdep so when it creates the
+/// notifier, by taking the lock in `f`: reclaim invalidates, so an allocation that may reclaim
+/// made with that lock held can deadlock on it, and lockdep then reports each such allocation
+/// at once, not only when reclaim happens to invalidate at the wrong moment. drm_gpusvm does
+/// the same for its notifier lock. Without `CONFIG_LOCKDEP`, this just runs `f`.
+pub fn taken_in_reclaim(f: impl FnOnce()) {
+    #[cfg(CONFIG_LOCKDEP)]
+    // SAFETY: Only a lockdep annotation, released below.
+    unsafe {
+        bindings::fs_reclaim_acquire(crate::alloc::flags::GFP_KERNEL.as_raw())
+    };
+    f();
+    #[cfg(CONFIG_LOCKDEP)]
+    // SAFETY: Acquired above.
+    unsafe {
+        bindings::fs_reclaim_release(crate::alloc::flags::GFP_KERNEL.as_raw())
+    };
 }
 
 /// No deferred sequence. The core's sequences start at 2 and only grow.

@@ -97,7 +97,9 @@ impl MmuIntervalNotifierOps for FloorNotifier {
         if range.event() == Event::Exclusive && range.owner() == Some(data.owner)
             || data.granting.load(Relaxed) == Task::current_raw() as usize
         {
-            seq.reader_own();
+            // SAFETY: The probe is the notifier's only reader, and this is its own grant: the
+            // conversion it revalidates under the folio lock.
+            unsafe { seq.reader_own() };
             return true;
         }
         let mut ptes = if range.is_blockable() {

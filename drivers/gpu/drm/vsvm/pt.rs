@@ -5,6 +5,7 @@
 
 use kernel::{
     drm::svm,
+    mm::device_exclusive::DeviceExclusiveFolio,
     page::{
         PAGE_MASK,
         PAGE_SHIFT, //
@@ -98,8 +99,8 @@ impl svm::DriverSvm for PageTable {
         })
     }
 
-    fn map_atomic(&mut self, addr: usize, pfn: usize, mem: &mut Option<LeafAlloc>) -> Result {
-        let page = addr >> PAGE_SHIFT;
+    fn map_atomic(&mut self, grant: &DeviceExclusiveFolio, mem: &mut Option<LeafAlloc>) -> Result {
+        let (page, pfn) = (grant.addr() >> PAGE_SHIFT, grant.pfn());
         let leaf = match self.leaves.entry(page / LEAF_ENTRIES) {
             Entry::Occupied(leaf) => leaf.into_mut(),
             Entry::Vacant(slot) => {
@@ -124,8 +125,12 @@ impl svm::DriverSvm for PageTable {
         Ok(())
     }
 
-    fn unmap(&mut self, start: usize, end: usize) {
-        let (first, last) = (start >> PAGE_SHIFT, end.div_ceil(1 << PAGE_SHIFT));
+    fn unmap(&mut self, range: &svm::Unmap<'_>) -> Result<(), svm::Refused> {
+        // Clearing an entry is all it takes: the device has no TLB to wait for.
+        let (first, last) = (
+            range.start() >> PAGE_SHIFT,
+            range.end().div_ceil(1 << PAGE_SHIFT),
+        );
         let mut cursor = self.leaves.cursor_lower_bound_mut(&(first / LEAF_ENTRIES));
         while let Some(mut c) = cursor {
             // After removing the last leaf, `remove_current()` moves to the previous one,
@@ -163,5 +168,6 @@ impl svm::DriverSvm for PageTable {
                 next
             };
         }
+        Ok(())
     }
 }

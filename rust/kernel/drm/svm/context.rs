@@ -16,6 +16,7 @@ use super::{
     },
     page::AtomicPage,
     trace,
+    unmap::Unmap,
     Config,
     DriverSvm,
     NotifierMode,
@@ -29,6 +30,7 @@ use crate::{
             DeviceExclusiveFolio, //
         },
         mmu_notifier::{
+            taken_in_reclaim,
             MmuIntervalNotifier,
             Owner,
             ReadSeq, //
@@ -114,6 +116,8 @@ pub(super) struct State<T: DriverSvm> {
     /// that an invalidation callback either sees it or has deferred its sequence before that
     /// `read_begin()` (see the notifier).
     pub(super) granting: usize,
+    /// How many [`Blocked`] guards keep grants out.
+    blocked: usize,
 }
 
 /// The part of a context that its notifiers share.
@@ -127,9 +131,9 @@ pub(super) struct Shared<T: DriverSvm> {
     /// causes itself (faulting the page back from another device, splitting a PMD) are part
     /// of the grant being made, not a collision with it.
     pub(super) granting_task: Atomic<usize>,
-    /// Chunks whose last grant an invalidation removed since the last trim (an estimate: a
-    /// chunk may be counted again after a new grant). See `SvmContext::trim_emptied()`.
-    pub(super) emptied: Atomic<usize>,
+    /// Bumped under the page-table lock by [`SvmContext::revoke_all`]: a fault that began
+    /// before commits no grant after it.
+    generation: Atomic<usize>,
     #[pin]
     pub(super) state: Mutex<State<T>>,
     pub(super) stats: Stats,
@@ -182,13 +186,14 @@ impl<T: DriverSvm> SvmContext<T> {
                 mm_key: mm.as_raw() as usize,
                 residency,
                 granting_task: Atomic::new(0),
-                emptied: Atomic::new(0),
+                generation: Atomic::new(0),
                 state <- Mutex::new(
                     State {
                         pt,
                         grants: Grants::new(),
                         spare_pte: None,
                         granting: NO_PAGE,
+                        blocked: 0,
                     },
                     pt_class.0,
                     pt_class.1,
@@ -197,6 +202,13 @@ impl<T: DriverSvm> SvmContext<T> {
             }? Error),
             GFP_KERNEL_ACCOUNT,
         );
+        if let Ok(shared) = &shared {
+            // The invalidation callback takes the page-table lock, and reclaim invalidates:
+            // tell lockdep now, so that an allocation under the lock (in `map_atomic()`, in a
+            // `with_atomic_page()` closure) is reported even if no reclaim ever collides with
+            // it, as drm_gpusvm does for its notifier lock.
+            taken_in_reclaim(|| drop(shared.state.lock()));
+        }
         let mm: ARef<Mm> = ARef::from(&**mm);
         try_pin_init!(Self {
             mm,
@@ -232,9 +244,10 @@ impl<T: DriverSvm> SvmContext<T> {
     ///
     /// Errors: `EINVAL` for an unaligned address, no pages or an overflowing range; `ESRCH` if
     /// the process is gone; `EBUSY` when a page could not be granted before the deadline of
-    /// [`Config::timeout`]; `EINTR` on a fatal signal; otherwise the error of
-    /// `make_device_exclusive()` (`EFAULT`, `EOPNOTSUPP`, `ENOMEM`, ...) or of the driver.
-    /// Pages granted before an error stay granted.
+    /// [`Config::timeout`]; `EINTR` on a fatal signal; `ECANCELED` if the driver blocked grants
+    /// ([`Self::block`]) or revoked them all ([`Self::revoke_all`]) since the fault began;
+    /// otherwise the error of `make_device_exclusive()` (`EFAULT`, `EOPNOTSUPP`, `ENOMEM`, ...)
+    /// or of the driver. Pages granted before an error stay granted.
     ///
     /// May sleep.
     pub fn atomic_fault(&self, addr: usize, npages: usize) -> Result {
@@ -261,6 +274,8 @@ impl<T: DriverSvm> SvmContext<T> {
             }
         };
         let _serial = self.fault_lock.lock();
+        // Compared under the page-table lock when each page is committed.
+        let generation = self.shared.generation.load(Relaxed);
         // Across the pages of a batch: the chunk notifier (looked up once per 2 MiB) and the
         // mmap read lock.
         let mut chunk: Option<ChunkUse<'_, T>> = None;
@@ -292,6 +307,7 @@ impl<T: DriverSvm> SvmContext<T> {
                     addr: page,
                     next,
                     ahead: ahead.take(),
+                    generation,
                 };
                 match self.fault_page(&mut lock, pages, &c.chunk, &mut prof, &mut ahead) {
                     Ok(true) => granted += 1,
@@ -337,10 +353,10 @@ impl<T: DriverSvm> SvmContext<T> {
     ) -> Option<R> {
         let mut state = self.shared.state.lock();
         let state = &mut *state;
-        let page = state.grants.get(addr >> PAGE_SHIFT)?.folio.page();
+        let page = state.grants.get(addr >> PAGE_SHIFT)?.page();
         // SAFETY: By the invariant of `Grant` the page is device-exclusive for us, and taking it
         // back needs the page-table lock, which we hold until the mapping is dropped; the
-        // grant's reference keeps it alive.
+        // device-exclusive entry keeps it alive until then.
         let mapped = unsafe { AtomicPage::map(page.as_ptr()) };
         Some(f(&mut state.pt, &mapped))
     }
@@ -367,20 +383,41 @@ impl<T: DriverSvm> SvmContext<T> {
         self.shared.state.lock().grants.count()
     }
 
-    /// Revokes every grant of the device (for example before the device is reset).
+    /// Revokes every grant of the device, and cancels the faults in progress: when this returns
+    /// the device maps none of the process's pages, and a fault that began before fails with
+    /// `ECANCELED` rather than map one. Faults that begin later grant as usual; see
+    /// [`Self::block`] to keep them out.
+    ///
+    /// May sleep (in [`DriverSvm::unmap`]).
     pub fn revoke_all(&self) {
         let mut state = self.shared.state.lock();
+        self.revoke_all_locked(&mut state);
+    }
+
+    /// Revokes every grant like [`Self::revoke_all`], then keeps new grants out until the
+    /// returned guard is dropped: faults fail with `ECANCELED` meanwhile. For a device reset:
+    /// nothing is mapped from the moment this returns until the driver allows it again.
+    ///
+    /// May sleep (in [`DriverSvm::unmap`]).
+    pub fn block(&self) -> Blocked<'_, T> {
+        let mut state = self.shared.state.lock();
+        state.blocked += 1;
+        self.revoke_all_locked(&mut state);
+        Blocked { ctx: self }
+    }
+
+    fn revoke_all_locked(&self, state: &mut State<T>) {
         let shared = &self.shared;
+        // Under the page-table lock, which every commit holds to compare it.
+        shared.generation.fetch_add(1, Relaxed);
         if state.grants.any(0, usize::MAX) {
-            // The device stops using the pages before the grants drop their references.
-            state.pt.unmap(0, usize::MAX);
+            // The device stops using the pages before the grants go. Blockable: cannot be
+            // refused.
+            let _ = state
+                .pt
+                .unmap(&Unmap::new(0, usize::MAX, true, &state.grants));
+            // Each chunk is flagged emptied: the faults to come trim them.
             state.grants.remove(0, usize::MAX, |i| shared.forget(i));
-            // Every chunk is empty now: the next fault trims them.
-            shared.emptied.store(EMPTIED_MAX, Relaxed);
-            drop(state);
-            for chunk in self.chunks.lock().values() {
-                chunk.data().emptied.store(true, Relaxed);
-            }
         }
     }
 
@@ -393,17 +430,13 @@ impl<T: DriverSvm> SvmContext<T> {
     /// caller must not hold a lock that an invalidation may wait for (the mmap lock, or any lock
     /// its [`DriverSvm::unmap`] or an invalidation path of the mm takes).
     pub fn trim(&self) {
-        self.shared.emptied.store(0, Relaxed);
         let mut removed = RBTree::new();
         let mut chunks = self.chunks.lock();
         let mut cursor = chunks.cursor_front_mut();
         while let Some(c) = cursor {
             let (index, chunk) = c.current();
-            // Only chunks an invalidation emptied need the page-table lock for a look.
-            let data = chunk.data();
-            let keep = data.users.load(Relaxed) != 0
-                || !data.emptied.load(Relaxed)
-                || !self.remove_slots_if_empty(*index);
+            let keep =
+                chunk.data().users.load(Relaxed) != 0 || !self.remove_slots_if_empty(*index, true);
             cursor = if keep {
                 c.move_next()
             } else {
@@ -418,13 +451,14 @@ impl<T: DriverSvm> SvmContext<T> {
         drop(removed);
     }
 
-    /// Trims the chunks once [`EMPTIED_MAX`] of them have lost their last grant, so that a
-    /// process cannot make the context keep a notifier (and make every invalidation of the mm
-    /// visit it) for each 2 MiB it ever had granted. Not on every revocation: a contended page
-    /// would have its notifier removed and inserted again each time, and removal waits for
-    /// the mm's invalidations in progress. Called without the fault lock.
+    /// Trims the chunks once [`EMPTIED_MAX`] of them have lost their last grant (and got none
+    /// since), so that a process cannot make the context keep a notifier (and make every
+    /// invalidation of the mm visit it) for each 2 MiB it ever had granted. Chunks, not
+    /// revocations, are counted: a contended page loses its grant again and again, and its
+    /// notifier is never removed and inserted again for it (removal waits for the mm's
+    /// invalidations in progress). Called without the fault lock.
     fn trim_emptied(&self) {
-        if self.shared.emptied.load(Relaxed) >= EMPTIED_MAX {
+        if self.shared.state.lock().grants.emptied_chunks() >= EMPTIED_MAX {
             self.trim();
         }
     }
@@ -502,7 +536,7 @@ impl<T: DriverSvm> SvmContext<T> {
         let mut chunks = self.chunks.lock();
         // Neither a use nor a grant can appear meanwhile: both are made by faults, which the
         // fault lock serialises, and we are the fault.
-        let removed = if self.remove_slots_if_empty(index) {
+        let removed = if self.remove_slots_if_empty(index, false) {
             chunks.remove(&index)
         } else {
             None
@@ -512,10 +546,16 @@ impl<T: DriverSvm> SvmContext<T> {
         drop(removed);
     }
 
-    /// Removes the grant slots of chunk `index` if the device holds none of its pages, before
-    /// its notifier is removed; returns whether it held none. Takes the page-table lock.
-    fn remove_slots_if_empty(&self, index: usize) -> bool {
-        let (empty, slots) = self.shared.state.lock().grants.remove_chunk_if_empty(index);
+    /// Removes the grant slots of chunk `index` if the device holds none of its pages (and, if
+    /// `emptied`, the chunk lost its last grant), before its notifier is removed; returns
+    /// whether they were removed. Takes the page-table lock.
+    fn remove_slots_if_empty(&self, index: usize, emptied: bool) -> bool {
+        let (empty, slots) = self
+            .shared
+            .state
+            .lock()
+            .grants
+            .remove_chunk_if_empty(index, emptied);
         // Freed here, outside the page-table lock.
         drop(slots);
         empty
@@ -740,7 +780,7 @@ impl<T: DriverSvm> SvmContext<T> {
         let result = if begun.notifier(chunk).read_retry(begun.seq) {
             Ok(Attempt::Retry(pte))
         } else {
-            Self::commit(&mut state, chunk, addr, &grant, pte).map(|()| {
+            Self::commit(&mut state, shared, pages, chunk, &grant, pte).map(|()| {
                 // The next page of a batch is named in this lock section, not one of its own.
                 let next = pages
                     .next
@@ -756,36 +796,57 @@ impl<T: DriverSvm> SvmContext<T> {
     }
 
     /// Step 4, under the page-table lock, with the page device-exclusive for us and no
-    /// invalidation since `read_begin()`: maps it in the device and records the grant.
+    /// invalidation since `read_begin()`: maps it in the device and records the grant, unless
+    /// the driver blocked grants or revoked them all since the fault began.
     fn commit(
         state: &mut State<T>,
+        shared: &Shared<T>,
+        pages: &Pages<T>,
         chunk: &ChunkNotifier<T>,
-        addr: usize,
         grant: &DeviceExclusiveFolio,
         pte: T::PteAlloc,
     ) -> Result {
+        if state.blocked != 0 || shared.generation.load(Relaxed) != pages.generation {
+            state.spare_pte.get_or_insert(pte);
+            return Err(ECANCELED);
+        }
         // The fault's `ChunkUse` keeps the chunk and its slots; the page was seen not granted
         // when it was named, and only faults, which the fault lock serialises, grant.
-        let slot = state.grants.vacant(addr >> PAGE_SHIFT).ok_or(EINVAL)?;
+        let slot = state
+            .grants
+            .vacant(pages.addr >> PAGE_SHIFT)
+            .ok_or(EINVAL)?;
         let mut pte = Some(pte);
-        let mapped = state.pt.map_atomic(addr, grant.pfn(), &mut pte);
+        let mapped = state.pt.map_atomic(grant, &mut pte);
         // What the driver did not need serves the next grant.
         if let Some(pte) = pte {
             state.spare_pte.get_or_insert(pte);
         }
         mapped?;
-        // INVARIANT: `read_retry()` was false under the page-table lock: no invalidation of the
+        // SAFETY: `read_retry()` was false under the page-table lock: no invalidation of the
         // page has begun since `read_begin()` that we have not seen (it would have set the
         // sequence: it overlaps `granting` and is not ours), so the page is still
         // device-exclusive for us, and the next invalidation of it will remove the grant.
-        slot.fill(Grant {
-            folio: grant.folio_ref(),
-        });
+        slot.fill(unsafe { Grant::new(&grant.page()) });
         chunk.data().granted.store(true, Relaxed);
-        chunk.data().emptied.store(false, Relaxed);
         // The device may write; the exclusive entry looks clean to the core mm.
         grant.mark_dirty();
         Ok(())
+    }
+}
+
+/// New grants kept out of a context, from [`SvmContext::block`] until dropped.
+///
+/// # Invariants
+///
+/// Counted in `State::blocked` of `ctx` until dropped.
+pub struct Blocked<'a, T: DriverSvm> {
+    ctx: &'a SvmContext<T>,
+}
+
+impl<T: DriverSvm> Drop for Blocked<'_, T> {
+    fn drop(&mut self) {
+        self.ctx.shared.state.lock().blocked -= 1;
     }
 }
 
@@ -795,6 +856,8 @@ struct Pages<T: DriverSvm> {
     next: Option<usize>,
     /// The page named by the previous page's commit.
     ahead: Option<Named<T>>,
+    /// `Shared::generation` when the fault began.
+    generation: usize,
 }
 
 /// A page looked at under the page-table lock, before its grant begins.

@@ -9,6 +9,7 @@ use super::{
     },
     stats::RevokeCause,
     trace,
+    unmap::Unmap,
     DriverSvm, //
 };
 use crate::{
@@ -45,8 +46,6 @@ pub(super) struct Chunk<T: DriverSvm> {
     pub(super) users: Atomic<usize>,
     /// Whether a grant was ever made in this chunk.
     pub(super) granted: Atomic<bool>,
-    /// Whether an invalidation removed the chunk's last grant (and no grant came since).
-    pub(super) emptied: Atomic<bool>,
 }
 
 impl<T: DriverSvm> Chunk<T> {
@@ -55,7 +54,6 @@ impl<T: DriverSvm> Chunk<T> {
             shared,
             users: Atomic::new(0),
             granted: Atomic::new(false),
-            emptied: Atomic::new(false),
         }
     }
 }
@@ -94,7 +92,11 @@ impl<T: DriverSvm> MmuIntervalNotifierOps for Chunk<T> {
         // are called or on the page-table lock.
         if event == Event::Exclusive && range.owner() == Some(shared.owner) {
             shared.stats.own_event();
-            seq.reader_own();
+            // SAFETY: The context's faults, serialised by its fault lock, are the only readers
+            // of its notifiers. An exclusive conversion for our owner is the grant in progress
+            // (or one that ended) turning the PTE into our entry: its fault revalidates the PTE
+            // under the folio lock, which is why it need not retry (see above).
+            unsafe { seq.reader_own() };
             return true;
         }
 
@@ -117,18 +119,24 @@ impl<T: DriverSvm> MmuIntervalNotifierOps for Chunk<T> {
         let end = range.end().min(notifier.last().saturating_add(1));
         let (first, last) = (start >> PAGE_SHIFT, end.div_ceil(1 << PAGE_SHIFT));
         if state.grants.any(first, last) {
-            // The device stops using the pages before the grants drop their references.
-            state.pt.unmap(start, end);
+            let state = &mut *state;
+            // The device stops using the pages before the grants go.
+            if state
+                .pt
+                .unmap(&Unmap::new(start, end, range.is_blockable(), &state.grants))
+                .is_err()
+            {
+                // Refused (only a non-blockable range can be): nothing changed. The sequence
+                // is deferred (dropping `seq`); the core gives the operation up.
+                shared.stats.busy();
+                return false;
+            }
+            // A chunk this empties is flagged, for a later fault to remove its notifier (this
+            // may not sleep).
             let removed = state.grants.remove(first, last, |i| shared.forget(i));
             let cause = RevokeCause::of_invalidation(event, range.owner(), own_task);
             shared.stats.revoked(cause, removed);
             trace::revoke(shared.owner, start, end, cause, removed);
-            let chunk_end = notifier.last().saturating_add(1).div_ceil(1 << PAGE_SHIFT);
-            if !state.grants.any(notifier.start() >> PAGE_SHIFT, chunk_end) {
-                // Its notifier is now useless; a later fault removes it (this may not sleep).
-                notifier.data().emptied.store(true, Relaxed);
-                shared.emptied.fetch_add(1, Relaxed);
-            }
         }
         let granting = state.granting;
         let covers_grant = granting != NO_PAGE
@@ -136,11 +144,15 @@ impl<T: DriverSvm> MmuIntervalNotifierOps for Chunk<T> {
             && range.end() > granting;
         if own_task {
             shared.stats.own_invalidation();
-            seq.reader_own();
+            // SAFETY: One reader, the fault (above); this invalidation is its own, made inside
+            // `make_device_exclusive()` between its `read_begin()` and `read_retry()`.
+            unsafe { seq.reader_own() };
         } else if covers_grant {
             seq.set();
         } else {
-            seq.defer();
+            // SAFETY: One reader, the fault (above), which names the page it grants in
+            // `granting` under this lock before its `read_begin()`.
+            unsafe { seq.defer() };
         }
         drop(state);
         true

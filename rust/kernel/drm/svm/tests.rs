@@ -11,9 +11,11 @@ mod kunit {
             Config,
             DriverSvm,
             NotifierMode,
+            Refused,
             Residency,
             RevokeCause,
-            SvmContext, //
+            SvmContext,
+            Unmap, //
         },
         kunit::user_mem::{
             current_mm,
@@ -22,6 +24,7 @@ mod kunit {
             UserMem,
             PMD_SIZE, //
         },
+        mm::device_exclusive::DeviceExclusiveFolio,
         mm::mmu_notifier::{
             Event,
             InvalidateSeq,
@@ -57,6 +60,40 @@ mod kunit {
     struct TestPt {
         entries: KVec<(usize, usize)>,
         unmaps: usize,
+        /// How an unmap that must wait for the device behaves.
+        flush: Flush,
+        /// `(order, index)` of the last page mapped.
+        last_folio: (u32, usize),
+        /// The last page mapped.
+        last_page: usize,
+        /// Pages [`Unmap::pages`] listed, and how many of them the device did not map there
+        /// (checked by the tests, since a panic here would be a kernel BUG).
+        unmapped: usize,
+        wrong_pages: usize,
+    }
+
+    /// What the test device's unmap does, beside removing its entries.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Flush {
+        /// Nothing to wait for.
+        None,
+        /// A blockable unmap sleeps, like a wait for a TLB flush; a non-blockable one refuses
+        /// when it has entries to remove, like drm_gpusvm.
+        Wait,
+    }
+
+    impl TestPt {
+        fn new(capacity: usize) -> Result<Self> {
+            Ok(Self {
+                entries: KVec::with_capacity(capacity, GFP_KERNEL)?,
+                unmaps: 0,
+                flush: Flush::None,
+                last_folio: (0, 0),
+                last_page: 0,
+                unmapped: 0,
+                wrong_pages: 0,
+            })
+        }
     }
 
     impl DriverSvm for TestPt {
@@ -67,15 +104,43 @@ mod kunit {
             Ok(())
         }
 
-        fn map_atomic(&mut self, addr: usize, pfn: usize, _mem: &mut Option<()>) -> Result {
+        fn map_atomic(&mut self, grant: &DeviceExclusiveFolio, _mem: &mut Option<()>) -> Result {
+            self.last_folio = (grant.order(), grant.index());
+            self.last_page = grant.page().as_ptr() as usize;
             self.entries
-                .push_within_capacity((addr, pfn))
+                .push_within_capacity((grant.addr(), grant.pfn()))
                 .map_err(|_| ENOSPC)
         }
 
-        fn unmap(&mut self, start: usize, end: usize) {
+        fn unmap(&mut self, range: &Unmap<'_>) -> Result<(), Refused> {
+            let (start, end) = (range.start(), range.end());
+            // What the backend says goes is what the device maps there.
+            let going = self
+                .entries
+                .iter()
+                .filter(|&&(a, _)| a >= start && a < end)
+                .count();
+            let mut listed = 0;
+            for (addr, page) in range.pages() {
+                // SAFETY: `pages()` gives valid pages.
+                let pfn = unsafe { bindings::page_to_pfn(page.as_ptr()) };
+                if !self.entries.contains(&(addr, pfn)) {
+                    self.wrong_pages += 1;
+                }
+                listed += 1;
+            }
+            self.unmapped += listed;
+            self.wrong_pages += going.abs_diff(listed);
+            if self.flush == Flush::Wait && going != 0 {
+                if let Some(refused) = range.refuse() {
+                    return Err(refused);
+                }
+                // Sleeps: a blockable invalidation may.
+                fsleep(Delta::from_millis(1));
+            }
             self.entries.retain(|&mut (a, _)| a < start || a >= end);
             self.unmaps += 1;
+            Ok(())
         }
     }
 
@@ -83,11 +148,15 @@ mod kunit {
     static DEV_B: u8 = 0;
 
     fn context(owner: &'static u8, mode: NotifierMode) -> Result<Pin<KBox<SvmContext<TestPt>>>> {
+        context_with(owner, TestPt::new(PMD_SIZE / P)?, mode)
+    }
+
+    fn context_with(
+        owner: &'static u8,
+        pt: TestPt,
+        mode: NotifierMode,
+    ) -> Result<Pin<KBox<SvmContext<TestPt>>>> {
         let mm = current_mm().ok_or(EINVAL)?;
-        let pt = TestPt {
-            entries: KVec::with_capacity(PMD_SIZE / P, GFP_KERNEL)?,
-            unmaps: 0,
-        };
         let mut config = Config::new(Owner::from_ptr(owner));
         config.notifiers = mode;
         KBox::pin_init(SvmContext::new(&mm, pt, config), GFP_KERNEL)
@@ -157,6 +226,11 @@ mod kunit {
         let s = ctx.stats().snapshot();
         assert_eq!(s.revoked_by(RevokeCause::CpuFault), 1);
         assert_eq!(s.pages_revoked, 1);
+        // The driver was told which page went.
+        assert_eq!(
+            ctx.with_page_table(|pt| (pt.unmapped, pt.wrong_pages)),
+            (1, 0)
+        );
         Ok(())
     }
 
@@ -237,10 +311,7 @@ mod kunit {
         let residency = Residency::new(Delta::from_millis(20))?;
         let mk = |owner: &'static u8| -> Result<Pin<KBox<SvmContext<TestPt>>>> {
             let mm = current_mm().ok_or(EINVAL)?;
-            let pt = TestPt {
-                entries: KVec::with_capacity(4, GFP_KERNEL)?,
-                unmaps: 0,
-            };
+            let pt = TestPt::new(4)?;
             let mut config = Config::new(Owner::from_ptr(owner));
             config.residency = Some(residency.clone());
             KBox::pin_init(SvmContext::new(&mm, pt, config), GFP_KERNEL)
@@ -323,6 +394,12 @@ mod kunit {
         }
         assert_eq!(mem.read_u64(37 * P)?, 1037);
         assert_eq!(ctx.granted_pages(), n - 1);
+        // All of them at once, from `revoke_all()`.
+        ctx.revoke_all();
+        assert_eq!(
+            ctx.with_page_table(|pt| (pt.unmapped, pt.wrong_pages)),
+            (n, 0)
+        );
         Ok(())
     }
 
@@ -439,10 +516,7 @@ mod kunit {
         mode: NotifierMode,
     ) -> Result<Arc<SvmContext<TestPt>>> {
         let mm = current_mm().ok_or(EINVAL)?;
-        let pt = TestPt {
-            entries: KVec::with_capacity(16, GFP_KERNEL)?,
-            unmaps: 0,
-        };
+        let pt = TestPt::new(16)?;
         let mut config = Config::new(Owner::from_ptr(owner));
         config.timeout = timeout;
         config.notifiers = mode;
@@ -649,6 +723,10 @@ mod kunit {
         let s = ctx.stats().snapshot();
         assert_eq!(s.revoked_by(RevokeCause::CpuFault), 1);
         assert_eq!(s.revoked_by(RevokeCause::Unmap), 1);
+        assert_eq!(
+            ctx.with_page_table(|pt| (pt.unmapped, pt.wrong_pages)),
+            (2, 0)
+        );
         assert_eq!(ctx.atomic_fault(mem.addr() + P, 1), Err(EFAULT));
         Ok(())
     }
@@ -737,10 +815,7 @@ mod kunit {
         let failed_errno = Arc::new(Atomic::new(0i32), GFP_KERNEL)?;
         let mut contexts = KVec::new();
         for dev in &DEVS {
-            let pt = TestPt {
-                entries: KVec::with_capacity(4, GFP_KERNEL)?,
-                unmaps: 0,
-            };
+            let pt = TestPt::new(4)?;
             // A long deadline: a loaded host can slow the guest's contention a lot.
             let mut config = Config::new(Owner::from_ptr(dev));
             config.timeout = Delta::from_secs(10);
@@ -828,6 +903,190 @@ mod kunit {
         assert_eq!(mem.read_u64(16)?, cpu_rounds);
         assert_eq!(mem.read_u64(P + 16)?, cpu_rounds);
         assert!(granted >= 2);
+        Ok(())
+    }
+
+    #[test]
+    fn revoke_all_cancels_a_fault_in_flight() -> Result {
+        let (mem, off) = two_pages()?;
+        let a0 = mem.addr() + off;
+        let ctx = shared_ctx(&DEV_A, Config::DEFAULT_TIMEOUT)?;
+        ctx.atomic_fault(a0 + P, 1)?;
+        // Hold a fault between `make_device_exclusive()` and its commit.
+        let gate0 = gate(a0, Event::Exclusive, Some(&DEV_A))?;
+        let never = Atomic::new(false);
+        let fault = fault_on_worker(&ctx, a0, 1)?;
+        assert!(gate0.data().wait_entered(1, &never));
+        // A device reset: when `revoke_all()` returns, nothing is mapped, and the fault in
+        // flight must not map its page afterwards.
+        ctx.revoke_all();
+        assert_eq!(ctx.granted_pages(), 0);
+        assert_eq!(ctx.with_page_table(|pt| pt.entries.len()), 0);
+        gate0.data().open();
+        gate0.data().release();
+        assert_eq!(fault.wait(), Some(Err(ECANCELED)));
+        assert!(!ctx.is_granted(a0));
+        assert_eq!(ctx.with_page_table(|pt| pt.entries.len()), 0);
+        // The page is the CPU's, with its data; later faults grant as usual.
+        assert_eq!(mem.read_u64(off)?, 1);
+        mem.write_u64(off, 7)?;
+        assert_eq!(device_add_faulting(&ctx, a0, 1)?, 7);
+        assert_eq!(mem.read_u64(off)?, 8);
+        Ok(())
+    }
+
+    #[test]
+    fn block_keeps_grants_out_until_dropped() -> Result {
+        let (mem, off) = two_pages()?;
+        let (a0, a1) = (mem.addr() + off, mem.addr() + off + P);
+        let ctx = shared_ctx(&DEV_A, Config::DEFAULT_TIMEOUT)?;
+        ctx.atomic_fault(a0, 1)?;
+        // Hold a fault in flight across the block, too.
+        let gate1 = gate(a1, Event::Exclusive, Some(&DEV_A))?;
+        let never = Atomic::new(false);
+        let fault = fault_on_worker(&ctx, a1, 1)?;
+        assert!(gate1.data().wait_entered(1, &never));
+        let blocked = ctx.block();
+        assert_eq!(ctx.granted_pages(), 0);
+        gate1.data().open();
+        gate1.data().release();
+        assert_eq!(fault.wait(), Some(Err(ECANCELED)));
+        // Nothing is granted while blocked, and nothing is left locked.
+        assert_eq!(ctx.atomic_fault(a0, 2), Err(ECANCELED));
+        assert_eq!(ctx.granted_pages(), 0);
+        assert_eq!(ctx.with_page_table(|pt| pt.entries.len()), 0);
+        mem.write_u64(off, 3)?;
+        drop(blocked);
+        ctx.atomic_fault(a0, 2)?;
+        assert_eq!(ctx.granted_pages(), 2);
+        assert_eq!(device_add(&ctx, a0, 1), Some(3));
+        assert_eq!(device_add(&ctx, a1, 1), Some(2));
+        Ok(())
+    }
+
+    #[test]
+    fn nonblockable_unmap_refused_by_the_driver() -> Result {
+        let mem = UserMem::new(Kind::Anon, P)?;
+        mem.write_u64(0, 1)?;
+        let mut pt = TestPt::new(4)?;
+        pt.flush = Flush::Wait;
+        let ctx = context_with(&DEV_A, pt, NotifierMode::LongLived)?;
+        ctx.atomic_fault(mem.addr(), 1)?;
+        let invalidate = ctx.test_invalidator(mem.addr()).ok_or(EINVAL)?;
+        // A driver that would have to wait for its TLB flush refuses a non-blockable
+        // invalidation (the OOM reaper's): nothing changes.
+        assert!(!invalidate(false));
+        assert_eq!(ctx.stats().snapshot().nonblocking_busy, 1);
+        assert!(ctx.is_granted(mem.addr()));
+        assert_eq!(ctx.with_page_table(|pt| pt.entries.len()), 1);
+        assert_eq!(device_add(&ctx, mem.addr(), 1), Some(1));
+        // A blockable one waits for the flush (sleeps: the debug kernel would report a sleep
+        // in atomic context) and revokes.
+        assert_eq!(mem.read_u64(0)?, 2);
+        assert!(!ctx.is_granted(mem.addr()));
+        assert_eq!(
+            ctx.with_page_table(|pt| (pt.entries.len(), pt.unmaps)),
+            (0, 1)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn map_atomic_sees_the_folio() -> Result {
+        let mem = UserMem::new_thp()?;
+        mem.write_u64(5 * P, 1)?;
+        let small = UserMem::new(Kind::Anon, P)?;
+        small.write_u64(0, 1)?;
+        let ctx = ctx(&DEV_A)?;
+        ctx.atomic_fault(mem.addr() + 5 * P, 1)?;
+        // The sixth page of a PMD-sized folio.
+        assert_eq!(ctx.with_page_table(|pt| pt.last_folio), (9, 5));
+        ctx.atomic_fault(small.addr(), 1)?;
+        assert_eq!(ctx.with_page_table(|pt| pt.last_folio), (0, 0));
+        Ok(())
+    }
+
+    /// The reference count of `page`.
+    ///
+    /// # Safety
+    ///
+    /// `page` is a page that stays allocated meanwhile.
+    unsafe fn ref_count(page: usize) -> i32 {
+        let page = page as *const bindings::page;
+        // SAFETY: By the caller's guarantee; a racy read of a counter is all a test needs.
+        unsafe { core::ptr::read_volatile(&raw const (*page)._refcount.counter) }
+    }
+
+    #[test]
+    fn a_grant_takes_no_reference() -> Result {
+        let mem = UserMem::new(Kind::Anon, P)?;
+        mem.write_u64(0, 1)?;
+        let ctx = ctx(&DEV_A)?;
+        ctx.atomic_fault(mem.addr(), 1)?;
+        let page = ctx.with_page_table(|pt| pt.last_page);
+        // SAFETY: The page is mapped (device-exclusive) until the CPU takes it back, and then
+        // mapped by the CPU, as long as `mem` is.
+        let granted = unsafe { ref_count(page) };
+        // The CPU takes it back: the same page, referenced by its PTE alone, as it was before
+        // the grant. A grant that pinned the page would count one more.
+        assert_eq!(mem.read_u64(0)?, 1);
+        assert!(!ctx.is_granted(mem.addr()));
+        // SAFETY: As above.
+        let cpu = unsafe { ref_count(page) };
+        assert_eq!(granted, cpu);
+        Ok(())
+    }
+
+    #[test]
+    fn a_contended_page_keeps_its_notifier() -> Result {
+        // A page in one chunk, and one in the next.
+        let mem = UserMem::new(Kind::Anon, 2 * PMD_SIZE)?;
+        let (x, y) = (mem.addr(), mem.addr() + PMD_SIZE);
+        mem.write_u64(0, 0)?;
+        mem.write_u64(PMD_SIZE, 0)?;
+        let ctx = ctx(&DEV_A)?;
+        // The device and the CPU take the first page in turn: its chunk is emptied 40 times,
+        // but it is one chunk, not 40, that lost its grants.
+        for i in 0..40 {
+            assert_eq!(device_add_faulting(&ctx, x, 1)?, i);
+            assert_eq!(mem.read_u64(0)?, i + 1);
+        }
+        // A fault elsewhere does not trim it, and the first page's next fault needs no new
+        // notifier.
+        ctx.atomic_fault(y, 1)?;
+        assert_eq!(ctx.chunk_count(), 2);
+        ctx.atomic_fault(x, 1)?;
+        assert_eq!(ctx.stats().snapshot().notifiers_inserted, 2);
+        Ok(())
+    }
+
+    #[test]
+    fn emptied_chunks_are_counted_once_each() -> Result {
+        // 33 chunks with a grant each, the first emptied twice: only once the 32nd distinct
+        // chunk is emptied does a fault trim them.
+        const CHUNKS: usize = 33;
+        let mem = UserMem::new(Kind::Anon, CHUNKS * PMD_SIZE)?;
+        let ctx = ctx(&DEV_A)?;
+        let page = |c: usize| c * PMD_SIZE;
+        for c in 0..CHUNKS {
+            mem.write_u64(page(c), 0)?;
+        }
+        ctx.atomic_fault(mem.addr() + page(0), 1)?;
+        mem.read_u64(page(0))?;
+        for c in 0..CHUNKS {
+            ctx.atomic_fault(mem.addr() + page(c), 1)?;
+        }
+        assert_eq!(ctx.chunk_count(), CHUNKS);
+        // 31 distinct chunks emptied (chunk 0 for the second time among them): no trim.
+        for c in 0..31 {
+            mem.read_u64(page(c))?;
+        }
+        ctx.atomic_fault(mem.addr() + page(32), 1)?;
+        assert_eq!(ctx.chunk_count(), CHUNKS);
+        // The 32nd: the next fault trims the 32 emptied chunks.
+        mem.read_u64(page(31))?;
+        ctx.atomic_fault(mem.addr() + page(32), 1)?;
+        assert_eq!(ctx.chunk_count(), 1);
         Ok(())
     }
 
