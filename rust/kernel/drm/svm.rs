@@ -44,8 +44,10 @@
 //! 6. the lock of a [`Residency`] the context shares with other devices' contexts (a spinlock).
 //!
 //! [`DriverSvm::map_atomic`] and [`DriverSvm::unmap`] run under the page-table lock, and must
-//! not allocate (reclaim may invalidate, and so need this lock): [`SvmContext::new`] tells
-//! lockdep that reclaim takes the lock, so that an allocation under it is reported at once.
+//! not allocate (reclaim may invalidate, and so need this lock). The core tells lockdep that
+//! reclaim may start an invalidation, and so learns that reclaim takes the lock once a callback
+//! has taken it; [`SvmContext::new`] tells it at once, so that an allocation under the lock is
+//! reported even in a boot where no invalidation of a context has run yet.
 //! `map_atomic` must not sleep either (the folio is locked); `unmap` may, when the
 //! invalidation is blockable, to wait for the device. [`DriverSvm::alloc_pte`] allocates with
 //! the fault lock and possibly the mmap lock held, not the page-table lock. The invalidation
@@ -106,7 +108,7 @@
 //!         Ok(())
 //!     }
 //!
-//!     fn unmap(&mut self, range: &Unmap<'_>) -> Result<(), Refused> {
+//!     fn unmap<'a>(&mut self, range: &Unmap<'a>) -> Result<(), Refused<'a>> {
 //!         // Real hardware: clear the entries, invalidate the device TLB and wait for it (a
 //!         // non-blockable range that would have to wait returns `range.refuse()` instead).
 //!         for (addr, _page) in range.pages() {
@@ -228,13 +230,16 @@ pub trait DriverSvm: Send + Unpin + 'static {
     ///
     /// [`Unmap::pages`] lists the pages [`DriverSvm::map_atomic`] mapped there, which the
     /// device must not reach once this returns: invalidate the device's TLB, and wait for it.
-    /// A blockable range ([`Unmap::is_blockable`]) may sleep to do so. A non-blockable one (the
-    /// OOM reaper's) must not sleep: if the driver cannot finish without waiting, it refuses
-    /// with [`Unmap::refuse`], changes nothing, and the grants stay.
+    /// A blockable range ([`Unmap::is_blockable`]) may sleep to do so, under the page-table
+    /// lock, which reclaim, CPU faults on granted pages and faults of this context wait for:
+    /// the wait must not depend on memory allocation, on a device fault being serviced, or on
+    /// a fence whose signalling does. A non-blockable one (the OOM reaper's) must not sleep: if
+    /// the driver cannot finish without waiting, it refuses with [`Unmap::refuse`], changes
+    /// nothing, and the grants stay.
     ///
     /// Called with the page-table lock held; the range may be everything (`0..usize::MAX`), so
     /// walk the entries or the pages, not the addresses.
-    fn unmap(&mut self, range: &Unmap<'_>) -> Result<(), Refused>;
+    fn unmap<'a>(&mut self, range: &Unmap<'a>) -> Result<(), Refused<'a>>;
 }
 
 /// How an [`SvmContext`] watches the pages it granted.

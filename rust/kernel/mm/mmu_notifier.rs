@@ -174,7 +174,9 @@ pub trait MmuIntervalNotifierOps: Sync + Send + Sized + 'static {
     /// [`InvalidateSeq::defer`] if the invalidation cannot affect the read section in progress.
     ///
     /// Return `false` only if the range is not blockable ([`Range::is_blockable`]) and the
-    /// work would need to sleep; the core then retries the operation in a blockable context.
+    /// work would need to sleep, with [`InvalidateSeq::refuse`]: the core then gives the
+    /// operation up (the OOM reaper skips the range; the process's exit unmaps it later,
+    /// blockable). Never for a blockable range.
     fn invalidate(
         notifier: &MmuIntervalNotifier<Self>,
         range: &Range,
@@ -244,10 +246,24 @@ impl InvalidateSeq<'_> {
     ///
     /// # Safety
     ///
-    /// The notifier has one reader at a time, and the invalidation is that reader's own, made
-    /// inside its read section (the same task, between its `read_begin` and `read_retry`).
+    /// The notifier has one reader at a time, and the invalidation cannot make any of its read
+    /// sections stale: it is the reader's own, made inside its read section (the same task,
+    /// between its `read_begin` and `read_retry`), or it changes no entry a section may have
+    /// mapped (such as an `MMU_NOTIFY_EXCLUSIVE` conversion for the reader's owner, which only
+    /// replaces a present PTE it has just checked, so that a section on the same page must
+    /// first fault that entry back through an invalidation of its own).
     pub unsafe fn reader_own(self) {
         core::mem::forget(self);
+    }
+
+    /// Refuses a non-blockable invalidation: publishes nothing (nothing changed, and the core
+    /// gives the operation up) and returns `false`, for the callback to return.
+    ///
+    /// Only for a range that is not blockable ([`Range::is_blockable`]): the core warns if a
+    /// blockable invalidation is refused, and goes on.
+    pub fn refuse(self) -> bool {
+        core::mem::forget(self);
+        false
     }
 
     fn defer_now(&self) {
@@ -284,7 +300,9 @@ impl Drop for InvalidateSeq<'_> {
 /// notifier, by taking the lock in `f`: reclaim invalidates, so an allocation that may reclaim
 /// made with that lock held can deadlock on it, and lockdep then reports each such allocation
 /// at once, not only when reclaim happens to invalidate at the wrong moment. drm_gpusvm does
-/// the same for its notifier lock. Without `CONFIG_LOCKDEP`, this just runs `f`.
+/// the same for its notifier lock. Without `CONFIG_LOCKDEP`, this just runs `f`; it records
+/// nothing either inside a `memalloc_nofs`/`noio` scope or in reclaim itself, so call it from
+/// an ordinary context (when the notifier is created).
 pub fn taken_in_reclaim(f: impl FnOnce()) {
     #[cfg(CONFIG_LOCKDEP)]
     // SAFETY: Only a lockdep annotation, released below.
@@ -430,25 +448,13 @@ impl<T: MmuIntervalNotifierOps> MmuIntervalNotifier<T> {
         ReadSeq(unsafe { bindings::mmu_interval_read_begin(self.notifier.get()) })
     }
 
-    /// Sets the notifier's sequence to `seq` unless a newer one is set already.
-    ///
-    /// Never moving it backwards is what makes this safe outside the driver lock: a callback
-    /// that sets a newer sequence meanwhile keeps it, and one that sets an older sequence
-    /// belongs to an invalidation that has ended (invalidations in progress share the newest
-    /// odd sequence), which a reader need not wait for.
+    /// Saves the deferred sequence `seq` (`mmu_interval_set_seq_deferred()`), unless a newer
+    /// one is saved already.
     fn publish(&self, seq: usize) {
-        // SAFETY: The notifier is inserted by the type invariant. Callbacks write
-        // `invalidate_seq` with `WRITE_ONCE()` and `read_begin()` reads it with `READ_ONCE()`;
-        // the plain accesses (insertion, and `read_retry()` by the single reader that
-        // `InvalidateSeq::defer` requires, which is us) never run concurrently with this.
-        let cur_seq = unsafe { Atomic::from_ptr(&raw mut (*self.notifier.get()).invalidate_seq) };
-        let mut cur = cur_seq.load(Relaxed);
-        while seq_after(seq, cur) {
-            match cur_seq.cmpxchg(cur, seq, Full) {
-                Ok(_) => break,
-                Err(now) => cur = now,
-            }
-        }
+        // SAFETY: The notifier is inserted by the type invariant. `seq` is a sequence one of
+        // its callbacks received and deferred, and the single reader that
+        // `InvalidateSeq::defer` requires is us, before our `read_begin()`.
+        unsafe { bindings::mmu_interval_set_seq_deferred(self.notifier.get(), seq) };
     }
 
     /// Ends a read-side critical section (`mmu_interval_read_retry()`): true if an invalidation

@@ -93,12 +93,11 @@ struct FloorNotifier {
 impl MmuIntervalNotifierOps for FloorNotifier {
     fn invalidate(n: &MmuIntervalNotifier<Self>, range: &Range, seq: InvalidateSeq<'_>) -> bool {
         let data = n.data();
-        // Its own grant, as nouveau filters it: retrying for it would livelock.
-        if range.event() == Event::Exclusive && range.owner() == Some(data.owner)
-            || data.granting.load(Relaxed) == Task::current_raw() as usize
-        {
-            // SAFETY: The probe is the notifier's only reader, and this is its own grant: the
-            // conversion it revalidates under the folio lock.
+        // Its own conversion, as nouveau filters it: retrying for it would livelock.
+        if range.event() == Event::Exclusive && range.owner() == Some(data.owner) {
+            // SAFETY: The probe is the notifier's only reader; an exclusive conversion for its
+            // owner only replaces a present PTE it has just checked, so it removes no entry the
+            // probe maps, and a section on that page faults the entry back first (published).
             unsafe { seq.reader_own() };
             return true;
         }
@@ -107,7 +106,7 @@ impl MmuIntervalNotifierOps for FloorNotifier {
         } else {
             match data.ptes.try_lock() {
                 Some(guard) => guard,
-                None => return false,
+                None => return seq.refuse(),
             }
         };
         let first = range.start().saturating_sub(data.start) / PAGE_SIZE;
@@ -115,7 +114,15 @@ impl MmuIntervalNotifierOps for FloorNotifier {
         for pte in ptes.iter_mut().take(end).skip(first) {
             *pte = 0;
         }
-        seq.set();
+        if data.granting.load(Relaxed) == Task::current_raw() as usize {
+            // SAFETY: The probe is the notifier's only reader, and this invalidation its own,
+            // made inside `make_device_exclusive()` between its `read_begin()` and
+            // `read_retry()` (faulting the page back, splitting the PMD): retrying for it
+            // would livelock. Its entries are cleared above all the same.
+            unsafe { seq.reader_own() };
+        } else {
+            seq.set();
+        }
         true
     }
 }

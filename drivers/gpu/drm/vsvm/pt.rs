@@ -125,7 +125,7 @@ impl svm::DriverSvm for PageTable {
         Ok(())
     }
 
-    fn unmap(&mut self, range: &svm::Unmap<'_>) -> Result<(), svm::Refused> {
+    fn unmap<'a>(&mut self, range: &svm::Unmap<'a>) -> Result<(), svm::Refused<'a>> {
         // Clearing an entry is all it takes: the device has no TLB to wait for.
         let (first, last) = (
             range.start() >> PAGE_SHIFT,

@@ -204,9 +204,10 @@ impl<T: DriverSvm> SvmContext<T> {
         );
         if let Ok(shared) = &shared {
             // The invalidation callback takes the page-table lock, and reclaim invalidates:
-            // tell lockdep now, so that an allocation under the lock (in `map_atomic()`, in a
-            // `with_atomic_page()` closure) is reported even if no reclaim ever collides with
-            // it, as drm_gpusvm does for its notifier lock.
+            // tell lockdep now, as drm_gpusvm does for its notifier lock, so that an allocation
+            // under the lock (in `map_atomic()`, in a `with_atomic_page()` closure) is
+            // reported even before any invalidation has taken it (after one, the core's own
+            // annotation of `invalidate_range_start` covers it).
             taken_in_reclaim(|| drop(shared.state.lock()));
         }
         let mm: ARef<Mm> = ARef::from(&**mm);
@@ -344,8 +345,9 @@ impl<T: DriverSvm> SvmContext<T> {
     /// would fault).
     ///
     /// `f` runs under the page-table lock: the CPU and other devices wait to take the page
-    /// back until it returns, so it must be short, and it must not fault on user memory, take
-    /// the mmap lock or call back into this context (the lock is not recursive).
+    /// back until it returns, so it must be short, and it must not allocate memory (reclaim
+    /// takes the lock: lockdep reports it), fault on user memory, take the mmap lock or call
+    /// back into this context (the lock is not recursive).
     pub fn with_atomic_page<R>(
         &self,
         addr: usize,
@@ -383,10 +385,10 @@ impl<T: DriverSvm> SvmContext<T> {
         self.shared.state.lock().grants.count()
     }
 
-    /// Revokes every grant of the device, and cancels the faults in progress: when this returns
-    /// the device maps none of the process's pages, and a fault that began before fails with
-    /// `ECANCELED` rather than map one. Faults that begin later grant as usual; see
-    /// [`Self::block`] to keep them out.
+    /// Revokes every grant of the device, and cancels the fault in progress: when this returns
+    /// the device maps none of the process's pages, and a fault that had taken the context's
+    /// fault lock before fails with `ECANCELED` rather than map one. Faults that take it later
+    /// grant as usual; see [`Self::block`] to keep them out.
     ///
     /// May sleep (in [`DriverSvm::unmap`]).
     pub fn revoke_all(&self) {
@@ -614,7 +616,7 @@ impl<T: DriverSvm> SvmContext<T> {
             if deadline.passed() {
                 return Err(EBUSY);
             }
-            let Some(pte) = self.prepare(addr, named.take(), kept.take())? else {
+            let Some(pte) = self.prepare(addr, pages.generation, named.take(), kept.take())? else {
                 return Ok(false);
             };
             prof.mark(Phase::Prepare);
@@ -658,13 +660,19 @@ impl<T: DriverSvm> SvmContext<T> {
     fn prepare(
         &self,
         addr: usize,
+        generation: usize,
         named: Option<Named<T>>,
         kept: Option<T::PteAlloc>,
     ) -> Result<Option<T::PteAlloc>> {
         let named = match named {
+            // Named by the previous page's commit, which checked for cancellation.
             Some(named) => named,
             None => {
                 let mut state = self.shared.state.lock();
+                // Before the page is taken from the CPU or another device, and on each retry.
+                if Self::cancelled(&state, &self.shared, generation) {
+                    return Err(ECANCELED);
+                }
                 Self::name(&mut state, &self.shared.stats, addr, kept.is_none())
             }
         };
@@ -795,6 +803,12 @@ impl<T: DriverSvm> SvmContext<T> {
         result
     }
 
+    /// Under the page-table lock: whether the driver blocked grants, or revoked them all since
+    /// the fault that read `generation` began.
+    fn cancelled(state: &State<T>, shared: &Shared<T>, generation: usize) -> bool {
+        state.blocked != 0 || shared.generation.load(Relaxed) != generation
+    }
+
     /// Step 4, under the page-table lock, with the page device-exclusive for us and no
     /// invalidation since `read_begin()`: maps it in the device and records the grant, unless
     /// the driver blocked grants or revoked them all since the fault began.
@@ -806,7 +820,7 @@ impl<T: DriverSvm> SvmContext<T> {
         grant: &DeviceExclusiveFolio,
         pte: T::PteAlloc,
     ) -> Result {
-        if state.blocked != 0 || shared.generation.load(Relaxed) != pages.generation {
+        if Self::cancelled(state, shared, pages.generation) {
             state.spare_pte.get_or_insert(pte);
             return Err(ECANCELED);
         }

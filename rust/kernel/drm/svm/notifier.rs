@@ -93,9 +93,11 @@ impl<T: DriverSvm> MmuIntervalNotifierOps for Chunk<T> {
         if event == Event::Exclusive && range.owner() == Some(shared.owner) {
             shared.stats.own_event();
             // SAFETY: The context's faults, serialised by its fault lock, are the only readers
-            // of its notifiers. An exclusive conversion for our owner is the grant in progress
-            // (or one that ended) turning the PTE into our entry: its fault revalidates the PTE
-            // under the folio lock, which is why it need not retry (see above).
+            // of its notifiers. An exclusive conversion for our owner (ours, or another
+            // context's of the same device) only replaces a present PTE it has just checked
+            // under the folio lock (`make_device_exclusive()`): it removes no entry a grant of
+            // ours stands on, and a fault of ours on that page must first fault the entry back,
+            // through an invalidation that is published (not our own owner's conversion).
             unsafe { seq.reader_own() };
             return true;
         }
@@ -106,10 +108,9 @@ impl<T: DriverSvm> MmuIntervalNotifierOps for Chunk<T> {
             match shared.state.try_lock() {
                 Some(guard) => guard,
                 None => {
-                    // Nothing changes: the core retries the operation blockable, or gives up.
-                    // The sequence is deferred (dropping `seq`).
+                    // Nothing changes, and the core gives the operation up.
                     shared.stats.busy();
-                    return false;
+                    return seq.refuse();
                 }
             }
         };
@@ -126,10 +127,10 @@ impl<T: DriverSvm> MmuIntervalNotifierOps for Chunk<T> {
                 .unmap(&Unmap::new(start, end, range.is_blockable(), &state.grants))
                 .is_err()
             {
-                // Refused (only a non-blockable range can be): nothing changed. The sequence
-                // is deferred (dropping `seq`); the core gives the operation up.
+                // Refused (only a non-blockable range can be: `Unmap::refuse()`): nothing
+                // changed, and the core gives the operation up.
                 shared.stats.busy();
-                return false;
+                return seq.refuse();
             }
             // A chunk this empties is flagged, for a later fault to remove its notifier (this
             // may not sleep).

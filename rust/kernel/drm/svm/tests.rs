@@ -112,7 +112,7 @@ mod kunit {
                 .map_err(|_| ENOSPC)
         }
 
-        fn unmap(&mut self, range: &Unmap<'_>) -> Result<(), Refused> {
+        fn unmap<'a>(&mut self, range: &Unmap<'a>) -> Result<(), Refused<'a>> {
             let (start, end) = (range.start(), range.end());
             // What the backend says goes is what the device maps there.
             let going = self

@@ -9,6 +9,7 @@ use crate::page::{
     BorrowedPage,
     PAGE_SHIFT, //
 };
+use core::marker::PhantomData;
 
 /// A range of user addresses whose device mappings must go.
 ///
@@ -27,8 +28,9 @@ pub struct Unmap<'a> {
 ///
 /// Nothing is revoked: the callback tells the core mm that it would have to sleep, and the
 /// core gives up the operation (the OOM reaper skips the range; the process's exit unmaps it
-/// later, blockable).
-pub struct Refused(());
+/// later, blockable). It lives only as long as the [`Unmap`] it came from, so a refusal of one
+/// non-blockable range cannot be returned for another range, or for a blockable one.
+pub struct Refused<'a>(PhantomData<fn(&'a ()) -> &'a ()>);
 
 impl<'a> Unmap<'a> {
     pub(super) fn new(start: usize, end: usize, blockable: bool, grants: &'a Grants) -> Self {
@@ -61,8 +63,8 @@ impl<'a> Unmap<'a> {
     /// Refuses a non-blockable invalidation that would have to sleep; `None` for a blockable
     /// one, which cannot be refused.
     #[inline]
-    pub fn refuse(&self) -> Option<Refused> {
-        (!self.blockable).then_some(Refused(()))
+    pub fn refuse(&self) -> Option<Refused<'a>> {
+        (!self.blockable).then_some(Refused(PhantomData))
     }
 
     /// The pages the device was granted in the range, with their user addresses, in address

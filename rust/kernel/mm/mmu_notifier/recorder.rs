@@ -143,9 +143,8 @@ impl MmuIntervalNotifierOps for Recorder {
         data.last_seq.store(seq.value(), Relaxed);
         match data.publish.load(Relaxed) {
             0 => seq.set(),
-            // SAFETY: The tests that choose these have one reader, which records nothing (the
-            // sequence alone is what they check), and make no invalidation of their own inside
-            // a section but for the ones they publish this way on purpose.
+            // SAFETY: The tests that choose these have one reader, and no section maps anything
+            // (the sequence alone is what they check).
             1 => unsafe { seq.defer() },
             // SAFETY: As above.
             3 => unsafe { seq.reader_own() },

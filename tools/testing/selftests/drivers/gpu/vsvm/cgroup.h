@@ -46,15 +46,13 @@ static inline int leave_cgroup(void)
 	return write_file(CGROUPS "/cgroup.procs", pid);
 }
 
-/* Field @key of memory.stat of cgroup @name, in bytes; -1 if missing. */
-static inline long long cgroup_stat(const char *name, const char *key)
+/* The value of @key in a file of "key value" lines; -1 if missing. */
+static inline long long key_value(const char *path, const char *key)
 {
-	char path[128], k[64];
+	char k[64];
 	long long v, found = -1;
-	FILE *f;
+	FILE *f = fopen(path, "r");
 
-	snprintf(path, sizeof(path), CGROUPS "/%s/memory.stat", name);
-	f = fopen(path, "r");
 	if (!f)
 		return -1;
 	while (fscanf(f, "%63s %lld", k, &v) == 2) {
@@ -65,6 +63,15 @@ static inline long long cgroup_stat(const char *name, const char *key)
 	}
 	fclose(f);
 	return found;
+}
+
+/* Field @key of memory.stat of cgroup @name, in bytes; -1 if missing. */
+static inline long long cgroup_stat(const char *name, const char *key)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), CGROUPS "/%s/memory.stat", name);
+	return key_value(path, key);
 }
 
 #endif /* VSVM_CGROUP_H */

@@ -155,20 +155,7 @@ static long reclaim_to_swap(const char *name, void *p, long kb, int *passes)
 /* Field @key of /proc/vmstat; -1 if missing. */
 static long long vm_event(const char *key)
 {
-	long long v, found = -1;
-	char k[64];
-	FILE *f = fopen("/proc/vmstat", "r");
-
-	if (!f)
-		return -1;
-	while (fscanf(f, "%63s %lld", k, &v) == 2) {
-		if (!strcmp(k, key)) {
-			found = v;
-			break;
-		}
-	}
-	fclose(f);
-	return found;
+	return key_value("/proc/vmstat", key);
 }
 
 /* memory.current of memory cgroup @name, in bytes; -1 if unreadable. */
