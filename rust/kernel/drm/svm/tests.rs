@@ -1012,6 +1012,9 @@ mod kunit {
     ///
     /// `page` is a page that stays allocated meanwhile.
     unsafe fn ref_count(page: usize) -> i32 {
+        // Per-CPU LRU batches hold references of their own for a while.
+        // SAFETY: May be called from any sleepable context.
+        unsafe { bindings::lru_add_drain_all() };
         let page = page as *const bindings::page;
         // SAFETY: By the caller's guarantee; a racy read of a counter is all a test needs.
         unsafe { core::ptr::read_volatile(&raw const (*page)._refcount.counter) }
