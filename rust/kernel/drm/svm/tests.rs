@@ -592,8 +592,9 @@ mod kunit {
         assert_eq!(zap.wait(), Some(Ok(())));
         assert_eq!(fault.wait(), Some(Ok(())));
         // What the device holds must be what the CPU maps: the zero page the zap left
-        // behind. A grant that slipped in holds the zapped page (alive only thanks to the
-        // grant's folio reference), and the device's add is lost to the CPU.
+        // behind. A grant that slipped in holds the zapped page, freed (with
+        // `debug_pagealloc` a write to it faults; page poisoning reports one when the page is
+        // next allocated), and the device's add is lost to the CPU.
         assert!(ctx.is_granted(a1));
         assert_eq!(device_add(&ctx, a1, 5), Some(0));
         assert_eq!(mem.read_u64(off + P)?, 5);
