@@ -134,6 +134,9 @@ pub(super) struct Shared<T: DriverSvm> {
     /// Bumped under the page-table lock by [`SvmContext::revoke_all`]: a fault that began
     /// before commits no grant after it.
     generation: Atomic<usize>,
+    /// Set when a revocation leaves [`EMPTIED_MAX`] emptied chunks: the next fault to end
+    /// trims them (without taking the page-table lock to look).
+    pub(super) trim_due: Atomic<bool>,
     #[pin]
     pub(super) state: Mutex<State<T>>,
     pub(super) stats: Stats,
@@ -142,6 +145,14 @@ pub(super) struct Shared<T: DriverSvm> {
 impl<T: DriverSvm> Shared<T> {
     pub(super) fn owner_key(&self) -> usize {
         self.owner.as_ptr() as usize
+    }
+
+    /// Under the page-table lock, after grants were removed: asks the next fault to trim once
+    /// [`EMPTIED_MAX`] chunks are emptied.
+    pub(super) fn note_emptied(&self, grants: &Grants) {
+        if grants.emptied_chunks() >= EMPTIED_MAX {
+            self.trim_due.store(true, Relaxed);
+        }
     }
 
     /// Forgets this device's residency on page `index`, which it lost. Does not sleep.
@@ -187,6 +198,7 @@ impl<T: DriverSvm> SvmContext<T> {
                 residency,
                 granting_task: Atomic::new(0),
                 generation: Atomic::new(0),
+                trim_due: Atomic::new(false),
                 state <- Mutex::new(
                     State {
                         pt,
@@ -420,6 +432,7 @@ impl<T: DriverSvm> SvmContext<T> {
                 .unmap(&Unmap::new(0, usize::MAX, true, &state.grants));
             // Each chunk is flagged emptied: the faults to come trim them.
             state.grants.remove(0, usize::MAX, |i| shared.forget(i));
+            shared.note_emptied(&state.grants);
         }
     }
 
@@ -460,7 +473,8 @@ impl<T: DriverSvm> SvmContext<T> {
     /// notifier is never removed and inserted again for it (removal waits for the mm's
     /// invalidations in progress). Called without the fault lock.
     fn trim_emptied(&self) {
-        if self.shared.state.lock().grants.emptied_chunks() >= EMPTIED_MAX {
+        if self.shared.trim_due.load(Relaxed) {
+            self.shared.trim_due.store(false, Relaxed);
             self.trim();
         }
     }

@@ -135,6 +135,7 @@ impl<T: DriverSvm> MmuIntervalNotifierOps for Chunk<T> {
             // A chunk this empties is flagged, for a later fault to remove its notifier (this
             // may not sleep).
             let removed = state.grants.remove(first, last, |i| shared.forget(i));
+            shared.note_emptied(&state.grants);
             let cause = RevokeCause::of_invalidation(event, range.owner(), own_task);
             shared.stats.revoked(cause, removed);
             trace::revoke(shared.owner, start, end, cause, removed);
