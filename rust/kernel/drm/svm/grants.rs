@@ -187,10 +187,15 @@ impl Grants {
         })
     }
 
-    /// The grants of pages `[first, end)`, with their page indices.
-    pub(super) fn iter(&self, first: usize, end: usize) -> impl Iterator<Item = (usize, &Grant)> {
+    /// The chunks that pages `[first, end)` touch, each with its index and the slots the pages
+    /// cover: a lookup when they lie in one chunk, as for every invalidation a chunk notifier
+    /// sees; otherwise a walk of all of them.
+    fn chunks_in(
+        &self,
+        first: usize,
+        end: usize,
+    ) -> impl Iterator<Item = (usize, &ChunkGrants, (usize, usize))> {
         let one = first < end && first / CHUNK_PAGES == (end - 1) / CHUNK_PAGES;
-        // One chunk, as for every invalidation a chunk notifier sees; else all of them.
         let single = one
             .then(|| self.chunks.get(&(first / CHUNK_PAGES)))
             .flatten()
@@ -200,16 +205,18 @@ impl Grants {
             .into_iter()
             .flatten();
         Iterator::chain(single.into_iter(), all)
-            .filter_map(move |(index, c)| {
-                let (lo, hi) = slots_in(index, first, end)?;
-                Some((index * CHUNK_PAGES + lo, &c.slots[lo..hi]))
-            })
-            .flat_map(|(base, slots)| {
-                slots
-                    .iter()
-                    .enumerate()
-                    .filter_map(move |(i, s)| Some((base + i, s.as_ref()?)))
-            })
+            .filter_map(move |(index, c)| Some((index, c, slots_in(index, first, end)?)))
+    }
+
+    /// The grants of pages `[first, end)`, with their page indices.
+    pub(super) fn iter(&self, first: usize, end: usize) -> impl Iterator<Item = (usize, &Grant)> {
+        self.chunks_in(first, end).flat_map(|(index, c, (lo, hi))| {
+            let base = index * CHUNK_PAGES + lo;
+            c.slots[lo..hi]
+                .iter()
+                .enumerate()
+                .filter_map(move |(i, s)| Some((base + i, s.as_ref()?)))
+        })
     }
 
     /// Number of pages the device holds.
@@ -219,20 +226,7 @@ impl Grants {
 
     /// Whether the device holds any of pages `[first, end)`.
     pub(super) fn any(&self, first: usize, end: usize) -> bool {
-        if first >= end {
-            return false;
-        }
-        let index = first / CHUNK_PAGES;
-        if index == (end - 1) / CHUNK_PAGES {
-            // One chunk, as for every invalidation a chunk notifier sees.
-            return self
-                .chunks
-                .get(&index)
-                .is_some_and(|c| slots_in(index, first, end).is_some_and(|r| c.any(r)));
-        }
-        self.chunks
-            .iter()
-            .any(|(&index, c)| slots_in(index, first, end).is_some_and(|r| c.any(r)))
+        self.chunks_in(first, end).any(|(_, c, r)| c.any(r))
     }
 
     /// Forgets the grants of pages `[first, end)`, telling `on_remove` each page index; returns
