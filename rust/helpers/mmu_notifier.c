@@ -24,13 +24,6 @@ rust_helper_mmu_interval_set_seq(struct mmu_interval_notifier *interval_sub,
 	mmu_interval_set_seq(interval_sub, cur_seq);
 }
 
-__rust_helper void
-rust_helper_mmu_interval_set_seq_deferred(struct mmu_interval_notifier *interval_sub,
-					  unsigned long cur_seq)
-{
-	mmu_interval_set_seq_deferred(interval_sub, cur_seq);
-}
-
 __rust_helper bool
 rust_helper_mmu_notifier_range_blockable(const struct mmu_notifier_range *range)
 {

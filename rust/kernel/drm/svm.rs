@@ -67,8 +67,12 @@
 //! A grant is valid because of the interval notifier's sequence protocol: a fault names the
 //! page it grants under the page-table lock, reads the notifier's sequence, makes the page
 //! exclusive, and maps it only if, under the page-table lock again, no invalidation of that
-//! page began in between. Invalidations of other pages of the chunk do not force a retry, nor
-//! do the ones the granting task causes itself inside `make_device_exclusive()`.
+//! page began in between. Every invalidation publishes its sequence but those the fault makes
+//! itself (an exclusive conversion for the context's owner, as nouveau filters it, and the
+//! ones the granting task causes inside `make_device_exclusive()`: splitting a PMD, faulting
+//! the page back from another device), for which a retry would livelock. The callback also
+//! records, under the page-table lock, whether the invalidation covered the named page; one
+//! of another page of the chunk does not force a retry.
 //!
 //! # Example
 //!

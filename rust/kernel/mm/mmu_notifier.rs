@@ -10,10 +10,8 @@
 //! [`MmuIntervalNotifier::read_begin`], build the device mapping, then take the driver lock that
 //! the invalidate callback also takes and check [`MmuIntervalNotifier::read_retry`] before making
 //! the mapping visible. The callback publishes its sequence with [`InvalidateSeq::set`] under
-//! that same lock, or, when it knows the invalidation cannot affect the read section in progress,
-//! defers it to the next [`MmuIntervalNotifier::read_begin`] with [`InvalidateSeq::defer`]. Every
-//! sequence is published one way or the other: `mmu_interval_read_begin()` waits only for
-//! invalidations that published theirs.
+//! that same lock: `mmu_interval_read_begin()` waits only for invalidations that published
+//! theirs.
 //!
 //! C header: [`include/linux/mmu_notifier.h`](srctree/include/linux/mmu_notifier.h)
 
@@ -26,14 +24,9 @@ use crate::{
         MmWithUser, //
     },
     prelude::*,
-    sync::atomic::{
-        Acquire,
-        Atomic,
-        Full,
-        Relaxed, //
-    },
     types::Opaque,
 };
+use core::marker::PhantomData;
 
 /// The reason for an invalidation, from `enum mmu_notifier_event`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,8 +163,7 @@ pub trait MmuIntervalNotifierOps: Sync + Send + Sized + 'static {
     /// Called before the CPU page tables of any part of the notifier's interval change.
     ///
     /// Upon return the driver must no longer use any device mapping in `range`. It must call
-    /// [`InvalidateSeq::set`] under the lock that guards [`MmuIntervalNotifier::read_retry`], or
-    /// [`InvalidateSeq::defer`] if the invalidation cannot affect the read section in progress.
+    /// [`InvalidateSeq::set`] under the lock that guards [`MmuIntervalNotifier::read_retry`].
     ///
     /// Return `false` only if the range is not blockable ([`Range::is_blockable`]) and the
     /// work would need to sleep, with [`InvalidateSeq::refuse`]: the core then gives the
@@ -194,13 +186,14 @@ pub trait MmuIntervalNotifierOps: Sync + Send + Sized + 'static {
 ///
 /// Dropping it without calling a method publishes it like [`InvalidateSeq::set`] (the rule of
 /// the C API: `mmu_interval_set_seq()` is called unconditionally), so that no sequence is ever
-/// lost; drop it under the driver lock too. Publishing it later, or not at all, is only sound
-/// under the rules of the `unsafe` [`InvalidateSeq::defer`] and [`InvalidateSeq::reader_own`].
+/// lost; drop it under the driver lock too. Not publishing it is only sound under the rules of
+/// the `unsafe` [`InvalidateSeq::reader_own`].
 pub struct InvalidateSeq<'a> {
     notifier: *mut bindings::mmu_interval_notifier,
-    deferred: &'a Atomic<usize>,
     /// `None` for a callback made by a test, which changes no page table.
     seq: Option<usize>,
+    /// Valid only during the callback that received it.
+    _callback: PhantomData<&'a ()>,
 }
 
 impl InvalidateSeq<'_> {
@@ -211,28 +204,6 @@ impl InvalidateSeq<'_> {
     pub fn set(self) {
         // Publishes it.
         drop(self);
-    }
-
-    /// Publishes the sequence at the next [`MmuIntervalNotifier::read_begin`] instead of now.
-    ///
-    /// For an invalidation that cannot make the read section in progress (if any) stale, for
-    /// example one of pages other than those the section maps. That section then does not retry
-    /// for it, but every later one begins after it: `read_begin` publishes the deferred
-    /// sequence first, and so waits for the invalidation if it is still in progress. The caller
-    /// must decide under the lock that guards `read_retry`, and the reader must tell it what
-    /// the section maps under that lock before calling `read_begin`; otherwise a section could
-    /// begin after the deferral and still miss it.
-    ///
-    /// # Safety
-    ///
-    /// The notifier has one reader at a time (the driver serialises its read sections), and
-    /// that reader records what its section maps under the lock that guards `read_retry`
-    /// before its `read_begin`, where the callback decides. The deferred sequence is published
-    /// by whichever `read_begin` comes next, outside the driver lock, which is sound only
-    /// against no concurrent `read_begin` or `read_retry` of another reader.
-    pub unsafe fn defer(self) {
-        self.defer_now();
-        core::mem::forget(self);
     }
 
     /// Publishes nothing, for an invalidation that the notifier's only reader makes itself,
@@ -266,22 +237,10 @@ impl InvalidateSeq<'_> {
         false
     }
 
-    fn defer_now(&self) {
-        let Some(seq) = self.seq else { return };
-        let mut cur = self.deferred.load(Relaxed);
-        // Keep the newest deferred sequence: waiting for it waits for every older one too.
-        while cur == NO_SEQ || seq_after(seq, cur) {
-            match self.deferred.cmpxchg(cur, seq, Full) {
-                Ok(_) => break,
-                Err(now) => cur = now,
-            }
-        }
-    }
-
     /// The sequence number, for diagnostics (0 for a test callback).
     #[inline]
     pub fn value(&self) -> usize {
-        self.seq.unwrap_or(NO_SEQ)
+        self.seq.unwrap_or(0)
     }
 }
 
@@ -315,15 +274,6 @@ pub fn taken_in_reclaim(f: impl FnOnce()) {
     unsafe {
         bindings::fs_reclaim_release(crate::alloc::flags::GFP_KERNEL.as_raw())
     };
-}
-
-/// No deferred sequence. The core's sequences start at 2 and only grow.
-const NO_SEQ: usize = 0;
-
-/// Whether sequence `a` is newer than `b`, allowing for wrap-around: valid while the two are
-/// less than `usize::MAX / 2` apart (on 32-bit, 2^30 invalidation rounds).
-fn seq_after(a: usize, b: usize) -> bool {
-    (a.wrapping_sub(b) as isize) > 0
 }
 
 /// A sequence number from [`MmuIntervalNotifier::read_begin`].
@@ -366,8 +316,6 @@ pub struct ReadSeq(usize);
 pub struct MmuIntervalNotifier<T: MmuIntervalNotifierOps> {
     #[pin]
     data: T,
-    /// The newest sequence a callback deferred ([`InvalidateSeq::defer`]), or `NO_SEQ`.
-    deferred: Atomic<usize>,
     #[pin]
     notifier: Opaque<bindings::mmu_interval_notifier>,
 }
@@ -397,7 +345,6 @@ impl<T: MmuIntervalNotifierOps> MmuIntervalNotifier<T> {
         let mm = mm.as_raw();
         try_pin_init!(Self {
             data <- data,
-            deferred: Atomic::new(NO_SEQ),
             notifier <- Opaque::try_ffi_init(|slot: *mut bindings::mmu_interval_notifier| {
                 if length == 0 || start.checked_add(length).is_none() {
                     return Err(EINVAL);
@@ -434,27 +381,12 @@ impl<T: MmuIntervalNotifierOps> MmuIntervalNotifier<T> {
 
     /// Starts a read-side critical section (`mmu_interval_read_begin()`).
     ///
-    /// Publishes the sequence a callback deferred, if any, then waits (sleeps) for an
-    /// invalidation in progress that published its sequence to finish before it returns.
+    /// Waits (sleeps) for an invalidation of the notifier's interval in progress to finish
+    /// before it returns.
     #[inline]
     pub fn read_begin(&self) -> ReadSeq {
-        let deferred = self.deferred.load(Acquire);
-        if deferred != NO_SEQ {
-            self.publish(deferred);
-            // Cleared only once published; a newer deferral meanwhile stays for the next one.
-            let _ = self.deferred.cmpxchg(deferred, NO_SEQ, Full);
-        }
         // SAFETY: The notifier is inserted by the type invariant.
         ReadSeq(unsafe { bindings::mmu_interval_read_begin(self.notifier.get()) })
-    }
-
-    /// Saves the deferred sequence `seq` (`mmu_interval_set_seq_deferred()`), unless a newer
-    /// one is saved already.
-    fn publish(&self, seq: usize) {
-        // SAFETY: The notifier is inserted by the type invariant. `seq` is a sequence one of
-        // its callbacks received and deferred, and the single reader that
-        // `InvalidateSeq::defer` requires is us, before our `read_begin()`.
-        unsafe { bindings::mmu_interval_set_seq_deferred(self.notifier.get(), seq) };
     }
 
     /// Ends a read-side critical section (`mmu_interval_read_retry()`): true if an invalidation
@@ -494,8 +426,8 @@ impl<T: MmuIntervalNotifierOps> MmuIntervalNotifier<T> {
     /// Calls the invalidate callback as the core would for `[start, start + len)`, for tests of
     /// callbacks in situations that are hard to provoke, such as non-blockable invalidations.
     ///
-    /// No page table changes, so nothing is published: [`InvalidateSeq::set`] and
-    /// [`InvalidateSeq::defer`] do nothing for such a callback.
+    /// No page table changes, so nothing is published: [`InvalidateSeq::set`] does nothing for
+    /// such a callback.
     ///
     /// Only for the KUnit tests of the notifier's users in this crate.
     #[cfg(CONFIG_KUNIT)]
@@ -518,8 +450,8 @@ impl<T: MmuIntervalNotifierOps> MmuIntervalNotifier<T> {
         };
         let seq = InvalidateSeq {
             notifier: self.notifier.get(),
-            deferred: &self.deferred,
             seq: None,
+            _callback: PhantomData,
         };
         // SAFETY: `range` is valid for the duration of the call.
         T::invalidate(self, unsafe { Range::from_raw(&range) }, seq)
@@ -541,8 +473,8 @@ impl<T: MmuIntervalNotifierOps> MmuIntervalNotifier<T> {
         let range = unsafe { Range::from_raw(range) };
         let seq = InvalidateSeq {
             notifier: sub,
-            deferred: &this.deferred,
             seq: Some(cur_seq),
+            _callback: PhantomData,
         };
         T::invalidate(this, range, seq)
     }

@@ -104,7 +104,7 @@ pub(super) const NO_PAGE: usize = usize::MAX;
 ///   of its page.
 /// - `grants` has the slots of every chunk in the context's chunk tree.
 /// - `granting` is written only by the context's fault (serialised by the fault lock), under
-///   this lock, before the `read_begin()` of each attempt.
+///   this lock, before the `read_begin()` of each attempt, which also clears `collided`.
 pub(super) struct State<T: DriverSvm> {
     pub(super) pt: T,
     pub(super) grants: Grants,
@@ -113,9 +113,12 @@ pub(super) struct State<T: DriverSvm> {
     spare_pte: Option<T::PteAlloc>,
     /// The page whose grant is being made (or was last attempted or named, for a batch that
     /// then stopped), or [`NO_PAGE`]. Set under this lock before the fault's `read_begin()`, so
-    /// that an invalidation callback either sees it or has deferred its sequence before that
-    /// `read_begin()` (see the notifier).
+    /// that an invalidation either sees it under this lock or has published its sequence before
+    /// that `read_begin()`, which then waits for it to end.
     pub(super) granting: usize,
+    /// Whether an invalidation that the fault did not make itself covered `granting` since it
+    /// was set: together with `read_retry()`, what makes the fault retry (see the notifier).
+    pub(super) collided: bool,
     /// How many [`Blocked`] guards keep grants out.
     blocked: usize,
 }
@@ -205,6 +208,7 @@ impl<T: DriverSvm> SvmContext<T> {
                         grants: Grants::new(),
                         spare_pte: None,
                         granting: NO_PAGE,
+                        collided: false,
                         blocked: 0,
                     },
                     pt_class.0,
@@ -711,6 +715,7 @@ impl<T: DriverSvm> SvmContext<T> {
         }
         // Before `read_begin()`, under the lock: see `State::granting`.
         state.granting = addr;
+        state.collided = false;
         Named::Granting(if take_spare {
             state.spare_pte.take()
         } else {
@@ -799,7 +804,12 @@ impl<T: DriverSvm> SvmContext<T> {
         };
         prof.mark(Phase::MakeExclusive);
         let mut state = shared.state.lock();
-        let result = if begun.notifier(chunk).read_retry(begun.seq) {
+        // Every invalidation of the notifier's range publishes its sequence but the fault's own,
+        // so `read_retry()` is also true for one of another page of the chunk, which cannot
+        // make this grant stale (the device-exclusive entry is made for, and revalidated
+        // against, this page's PTE alone): only one that covered the page retries.
+        let collided = begun.notifier(chunk).read_retry(begun.seq) && state.collided;
+        let result = if collided {
             Ok(Attempt::Retry(pte))
         } else {
             Self::commit(&mut state, shared, pages, chunk, &grant, pte).map(|()| {
@@ -851,10 +861,14 @@ impl<T: DriverSvm> SvmContext<T> {
             state.spare_pte.get_or_insert(pte);
         }
         mapped?;
-        // SAFETY: `read_retry()` was false under the page-table lock: no invalidation of the
-        // page has begun since `read_begin()` that we have not seen (it would have set the
-        // sequence: it overlaps `granting` and is not ours), so the page is still
-        // device-exclusive for us, and the next invalidation of it will remove the grant.
+        // SAFETY: No invalidation of the page has begun since `read_begin()` but those the
+        // notifier neither publishes nor records, which cannot take the page from us: a
+        // conversion for our owner (it replaces only a present PTE) and the ones our own task
+        // made inside `make_device_exclusive()` (over before it revalidated the PTE under the
+        // folio lock). Any other that covers the page either set `collided` under this lock
+        // (the page was named before `read_begin()`), or published its sequence before it was
+        // named, and `read_begin()` waited for it to end. The page is still device-exclusive
+        // for us, and the next invalidation of it will remove the grant.
         slot.fill(unsafe { Grant::new(&grant.page()) });
         chunk.data().granted.store(true, Relaxed);
         // The device may write; the exclusive entry looks clean to the core mm.

@@ -643,7 +643,7 @@ mod kunit {
         Ok(())
     }
 
-    /// The second page of a batch, named by the first page's commit, is zapped during its
+    /// The second page of a batch, looked at by the first page's commit, is zapped during its
     /// grant: that must be seen as a collision too.
     fn collision_in_a_batch(mode: NotifierMode) -> Result {
         let (mem, off) = two_pages()?;
@@ -661,8 +661,8 @@ mod kunit {
 
     #[test]
     fn per_fault_collision_in_a_batch_causes_exactly_one_retry() -> Result {
-        // With nouveau's per-fault notifiers, the page named ahead is validated against a
-        // notifier inserted after it was named.
+        // With nouveau's per-fault notifiers, the page looked at ahead is validated against a
+        // notifier inserted after it was looked at.
         collision_in_a_batch(NotifierMode::PerFault)
     }
 
@@ -670,7 +670,8 @@ mod kunit {
     fn neighbour_invalidation_causes_no_retry() -> Result {
         let (mem, off) = two_pages()?;
         let a0 = mem.addr() + off;
-        // Same notifier chunk, different page: the grant in progress is not affected.
+        // Same notifier chunk, different page: the invalidation publishes its sequence, but
+        // the grant in progress is not affected, and does not retry.
         assert_eq!(
             zap_during_grant(NotifierMode::LongLived, &mem, a0, 1, a0, a0 + P)?,
             0

@@ -30,8 +30,6 @@ use crate::{
 pub(crate) enum Publish {
     /// [`InvalidateSeq::set`].
     Set = 0,
-    /// [`InvalidateSeq::defer`].
-    Defer = 1,
     /// Neither: the sequence is dropped unused.
     Forget = 2,
     /// [`InvalidateSeq::reader_own`].
@@ -143,10 +141,8 @@ impl MmuIntervalNotifierOps for Recorder {
         data.last_seq.store(seq.value(), Relaxed);
         match data.publish.load(Relaxed) {
             0 => seq.set(),
-            // SAFETY: The tests that choose these have one reader, and no section maps anything
+            // SAFETY: The tests that choose this have one reader, and no section maps anything
             // (the sequence alone is what they check).
-            1 => unsafe { seq.defer() },
-            // SAFETY: As above.
             3 => unsafe { seq.reader_own() },
             _ => drop(seq),
         }

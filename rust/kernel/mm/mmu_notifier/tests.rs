@@ -155,35 +155,13 @@ mod kunit {
     }
 
     #[test]
-    fn deferred_sequence_is_published_by_the_next_read_begin() -> Result {
-        // The section in progress does not retry, but the next one begins after it.
-        assert_eq!(section_across_invalidation(Publish::Defer)?, (false, true));
-        // A sequence the callback neither sets nor defers is set when dropped.
+    fn only_the_readers_own_invalidation_goes_unpublished() -> Result {
+        // A sequence the callback does not set is set when dropped.
         assert_eq!(section_across_invalidation(Publish::Forget)?, (true, true));
-        // Only the reader's own invalidations go unpublished.
         assert_eq!(
             section_across_invalidation(Publish::ReaderOwn)?,
             (false, false)
         );
-        Ok(())
-    }
-
-    #[test]
-    fn publishing_never_moves_the_sequence_back() -> Result {
-        let mem = UserMem::new(Kind::Anon, P)?;
-        let mm = current_mm().ok_or(EINVAL)?;
-        let n = Recorder::watch(&mm, mem.addr(), P)?;
-        n.data().publish_with(Publish::Defer);
-        mem.write_u64(0, 1)?;
-        mem.madvise(0, P, bindings::MADV_DONTNEED)?;
-        let older = n.data().last_seq();
-        n.data().publish_with(Publish::Set);
-        mem.write_u64(0, 1)?;
-        mem.madvise(0, P, bindings::MADV_DONTNEED)?;
-        let newer = n.data().last_seq();
-        assert_ne!(older, newer);
-        // Publishing the older, deferred sequence keeps the newer one that was set.
-        assert_eq!(n.read_begin().0, newer);
         Ok(())
     }
 }
