@@ -160,6 +160,7 @@ use crate::{
 };
 
 mod context;
+mod fault;
 mod granting;
 mod grants;
 mod notifier;

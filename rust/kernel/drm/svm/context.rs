@@ -4,10 +4,12 @@
 
 use super::stats::LATENCY_SAMPLE;
 use super::{
-    granting::Granting,
+    fault::{
+        Fault,
+        Profiler, //
+    },
     grants::{
         ChunkSlots,
-        Grant,
         Grants, //
     },
     notifier::{
@@ -19,26 +21,19 @@ use super::{
     unmap::Unmap,
     Config,
     DriverSvm,
-    NotifierMode,
-    Phase,
     Residency,
     Stats, //
 };
 use crate::{
     mm::{
-        device_exclusive::{
-            DeviceExclusiveFolio, //
-        },
         mmu_notifier::{
             taken_in_reclaim,
             MmuIntervalNotifier,
-            Owner,
-            ReadSeq, //
+            Owner, //
         },
         virt::flags as vm_flags,
         Mm,
-        MmWithUser,
-        MmapReadGuard, //
+        MmWithUser, //
     },
     page::{
         PAGE_SHIFT,
@@ -62,14 +57,12 @@ use crate::{
         Mutex, //
     },
     time::{
-        delay::fsleep,
-        Delta,
         Instant,
         Monotonic, //
     },
 };
 
-type ChunkNotifier<T> = MmuIntervalNotifier<Chunk<T>>;
+pub(super) type ChunkNotifier<T> = MmuIntervalNotifier<Chunk<T>>;
 
 /// The lock classes of a context's locks: page table, chunks, faults.
 ///
@@ -92,9 +85,6 @@ fn lock_classes() -> [(&'static CStr, Pin<&'static LockClassKey>); 3] {
 /// exists only for a chunk that held a granted page, charged to the process like any other.
 pub(super) const EMPTIED_MAX: usize = 32;
 
-/// No page is being granted.
-pub(super) const NO_PAGE: usize = usize::MAX;
-
 /// What the page-table lock protects: the driver's page table and the grants mirrored in it.
 ///
 /// # Invariants
@@ -110,17 +100,41 @@ pub(super) struct State<T: DriverSvm> {
     pub(super) grants: Grants,
     /// An allocation from [`DriverSvm::alloc_pte`] that [`DriverSvm::map_atomic`] did not
     /// need, for the next grant (so a context that holds pages usually keeps one).
-    spare_pte: Option<T::PteAlloc>,
-    /// The page whose grant is being made (or was last attempted or named, for a batch that
-    /// then stopped), or [`NO_PAGE`]. Set under this lock before the fault's `read_begin()`, so
-    /// that an invalidation either sees it under this lock or has published its sequence before
-    /// that `read_begin()`, which then waits for it to end.
-    pub(super) granting: usize,
+    pub(super) spare_pte: Option<T::PteAlloc>,
+    /// How many [`Blocked`] guards keep grants out.
+    blocked: usize,
+    /// The page whose grant is being made (or was last attempted or looked at ahead, for a
+    /// batch that then stopped), if any. Set before the fault's `read_begin()`, so that an
+    /// invalidation either sees it under this lock or has published its sequence before that
+    /// `read_begin()`, which then waits for it to end.
+    pub(super) granting: Option<usize>,
     /// Whether an invalidation that the fault did not make itself covered `granting` since it
     /// was set: together with `read_retry()`, what makes the fault retry (see the notifier).
     pub(super) collided: bool,
-    /// How many [`Blocked`] guards keep grants out.
-    blocked: usize,
+}
+
+impl<T: DriverSvm> State<T> {
+    /// Whether the driver blocked grants, or revoked them all since the fault that read
+    /// `generation` began.
+    pub(super) fn cancelled(&self, shared: &Shared<T>, generation: usize) -> bool {
+        self.blocked != 0 || shared.generation() != generation
+    }
+
+    /// Keeps `pte` for the next grant, unless one is kept already.
+    pub(super) fn keep_spare(&mut self, pte: T::PteAlloc) {
+        self.spare_pte.get_or_insert(pte);
+    }
+
+    /// The allocation kept for the next grant, if any.
+    pub(super) fn take_spare(&mut self) -> Option<T::PteAlloc> {
+        self.spare_pte.take()
+    }
+
+    /// Names `addr` as the page being granted, before the fault's `read_begin()`.
+    pub(super) fn name(&mut self, addr: usize) {
+        self.granting = Some(addr);
+        self.collided = false;
+    }
 }
 
 /// The part of a context that its notifiers share.
@@ -150,6 +164,11 @@ impl<T: DriverSvm> Shared<T> {
         self.owner.as_ptr() as usize
     }
 
+    /// Bumped by every [`SvmContext::revoke_all`], under the page-table lock.
+    pub(super) fn generation(&self) -> usize {
+        self.generation.load(Relaxed)
+    }
+
     /// Under the page-table lock, after grants were removed: asks the next fault to trim once
     /// [`EMPTIED_MAX`] chunks are emptied.
     pub(super) fn note_emptied(&self, grants: &Grants) {
@@ -177,15 +196,15 @@ impl<T: DriverSvm> Shared<T> {
 #[pin_data(PinnedDrop)]
 pub struct SvmContext<T: DriverSvm> {
     mm: ARef<Mm>,
-    config: Config,
-    shared: Arc<Shared<T>>,
+    pub(super) config: Config,
+    pub(super) shared: Arc<Shared<T>>,
     /// Long-lived notifiers by chunk index (`addr / CHUNK_SIZE`).
     #[pin]
     chunks: Mutex<RBTree<usize, Arc<ChunkNotifier<T>>>>,
     /// Serialises the faults of this context (like a device's fault queue), so that
     /// `Shared::granting_task` names the one task granting.
     #[pin]
-    fault_lock: Mutex<()>,
+    pub(super) fault_lock: Mutex<()>,
 }
 
 impl<T: DriverSvm> SvmContext<T> {
@@ -207,9 +226,9 @@ impl<T: DriverSvm> SvmContext<T> {
                         pt,
                         grants: Grants::new(),
                         spare_pte: None,
-                        granting: NO_PAGE,
-                        collided: false,
                         blocked: 0,
+                        granting: None,
+                        collided: false,
                     },
                     pt_class.0,
                     pt_class.1,
@@ -278,7 +297,7 @@ impl<T: DriverSvm> SvmContext<T> {
         // Not the first fault of a context, which inserts its first notifier.
         let sampled = stats.fault() % LATENCY_SAMPLE == LATENCY_SAMPLE - 1 || self.config.profile;
         let start = sampled.then(Instant::<Monotonic>::now);
-        let mut prof = Profiler::new(stats, start.filter(|_| self.config.profile));
+        let prof = Profiler::new(stats, start.filter(|_| self.config.profile));
         trace::fault_begin(self.shared.owner, addr, npages);
         let current = crate::current!();
         let owned;
@@ -290,58 +309,25 @@ impl<T: DriverSvm> SvmContext<T> {
                 &*owned
             }
         };
-        let _serial = self.fault_lock.lock();
-        // Compared under the page-table lock when each page is committed.
-        let generation = self.shared.generation.load(Relaxed);
-        // Across the pages of a batch: the chunk notifier (looked up once per 2 MiB) and the
-        // mmap read lock.
-        let mut chunk: Option<ChunkUse<'_, T>> = None;
-        let mut lock = BatchLock::new(mm);
-        // The next page of the batch, named by the previous page's commit.
-        let mut ahead = None;
+        let mut fault = Fault::new(self, mm, prof);
         let mut granted = 0;
         let mut ret = Ok(());
         for i in 0..npages {
             let page = addr + i * PAGE_SIZE;
-            // Named ahead only within the chunk: the next chunk's notifier may not exist yet.
             let next =
                 (i + 1 < npages && (page + PAGE_SIZE) % CHUNK_SIZE != 0).then(|| page + PAGE_SIZE);
-            if chunk.as_ref().map(|c| c.index) != Some(page / CHUNK_SIZE) {
-                // Creating a notifier may take the mmap lock for writing, and ending the use
-                // of the previous chunk may remove its notifier, which may sleep.
-                lock.unlock();
-                chunk = None;
-                match self.chunk(mm, page) {
-                    Ok(c) => chunk = Some(c),
-                    Err(e) => {
-                        ret = Err(e);
-                        break;
-                    }
+            match fault.page(page, next) {
+                Ok(true) => granted += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    ret = Err(e);
+                    break;
                 }
             }
-            if let Some(c) = &chunk {
-                let pages = Pages {
-                    addr: page,
-                    next,
-                    ahead: ahead.take(),
-                    generation,
-                };
-                match self.fault_page(&mut lock, pages, &c.chunk, &mut prof, &mut ahead) {
-                    Ok(true) => granted += 1,
-                    Ok(false) => {}
-                    Err(e) => ret = Err(e),
-                }
-            }
-            if ret.is_err() {
-                break;
-            }
         }
-        drop(lock);
-        drop(chunk);
-        if let Some(Named::Granting(Some(pte))) = ahead {
-            // The batch stopped after naming a page: keep the allocation naming took.
-            self.shared.state.lock().spare_pte.get_or_insert(pte);
-        }
+        // Lets go of the mmap lock, the chunk and the fault lock, in that order; the trimming
+        // below removes notifiers, which waits for the mm's invalidations.
+        drop(fault);
         stats.granted(granted);
         if ret.is_err() {
             stats.error();
@@ -350,8 +336,6 @@ impl<T: DriverSvm> SvmContext<T> {
             stats.latency(start.elapsed());
         }
         trace::fault_end(self.shared.owner, addr, &ret);
-        // Outside the fault lock: removing notifiers waits for the mm's invalidations.
-        drop(_serial);
         self.trim_emptied();
         ret
     }
@@ -449,24 +433,30 @@ impl<T: DriverSvm> SvmContext<T> {
     /// caller must not hold a lock that an invalidation may wait for (the mmap lock, or any lock
     /// its [`DriverSvm::unmap`] or an invalidation path of the mm takes).
     pub fn trim(&self) {
+        self.remove_chunks(|index, chunk| {
+            chunk.data().users.load(Relaxed) == 0 && self.remove_slots_if_empty(index, true)
+        });
+    }
+
+    /// Removes the chunks that `remove` picks (under the chunk lock) from the chunk tree, and
+    /// their notifiers after the lock is dropped.
+    fn remove_chunks(&self, mut remove: impl FnMut(usize, &ChunkNotifier<T>) -> bool) {
         let mut removed = RBTree::new();
         let mut chunks = self.chunks.lock();
         let mut cursor = chunks.cursor_front_mut();
         while let Some(c) = cursor {
             let (index, chunk) = c.current();
-            let keep =
-                chunk.data().users.load(Relaxed) != 0 || !self.remove_slots_if_empty(*index, true);
-            cursor = if keep {
-                c.move_next()
-            } else {
+            cursor = if remove(*index, chunk) {
                 let (next, node) = c.remove_current();
                 // Moving a node into another tree does not allocate.
                 removed.insert(node);
                 next
+            } else {
+                c.move_next()
             };
         }
         drop(chunks);
-        // The notifiers go here, outside the chunk lock.
+        // Removing a notifier waits for its callbacks: outside the chunk lock.
         drop(removed);
     }
 
@@ -497,7 +487,7 @@ impl<T: DriverSvm> SvmContext<T> {
     }
 
     /// A use of the long-lived notifier of the chunk of `addr`, created if needed.
-    fn chunk(&self, mm: &MmWithUser, addr: usize) -> Result<ChunkUse<'_, T>> {
+    pub(super) fn chunk(&self, mm: &MmWithUser, addr: usize) -> Result<ChunkUse<'_, T>> {
         let index = addr / CHUNK_SIZE;
         let mut chunks = self.chunks.lock();
         if let Some(chunk) = chunks.get(&index) {
@@ -580,301 +570,6 @@ impl<T: DriverSvm> SvmContext<T> {
         drop(slots);
         empty
     }
-
-    /// Grants one page; `false` if the device held it already. `lock` is the mmap read lock if
-    /// the caller's batch holds it; it is taken when needed and dropped before anything that may
-    /// sleep for long or take it again.
-    fn fault_page(
-        &self,
-        lock: &mut BatchLock<'_>,
-        pages: Pages<T>,
-        chunk: &ChunkNotifier<T>,
-        prof: &mut Profiler<'_>,
-        ahead: &mut Option<Named<T>>,
-    ) -> Result<bool> {
-        let shared = &self.shared;
-        let addr = pages.addr;
-        let ret = self.grant_page(lock, pages, chunk, prof, ahead);
-        if ret == Err(EBUSY) {
-            shared.stats.timeout();
-            trace::timeout(shared.owner, addr);
-        }
-        if ret.is_err() {
-            if let Some(residency) = &shared.residency {
-                // A fault that gives up must not keep the others waiting behind it.
-                residency.leave(shared.mm_key, addr >> PAGE_SHIFT, shared.owner_key());
-            }
-        }
-        ret
-    }
-
-    /// Grants one page: prepare, begin, try to grant; again after a collision, until the page
-    /// is granted, the deadline passes or a fatal signal arrives. When granted, `ahead` is the
-    /// next page, named by the commit.
-    fn grant_page(
-        &self,
-        lock: &mut BatchLock<'_>,
-        mut pages: Pages<T>,
-        chunk: &ChunkNotifier<T>,
-        prof: &mut Profiler<'_>,
-        ahead: &mut Option<Named<T>>,
-    ) -> Result<bool> {
-        let shared = &self.shared;
-        let (addr, mut named) = (pages.addr, pages.ahead.take());
-        let mut deadline = Deadline::new(self.config.timeout);
-        let mut attempt = 0u32;
-        let mut kept = None;
-        loop {
-            prof.mark(Phase::Entry);
-            if fatal_signal_pending() {
-                // The caller keeps what naming the page took.
-                *ahead = named;
-                return Err(EINTR);
-            }
-            if deadline.passed() {
-                return Err(EBUSY);
-            }
-            let Some(pte) = self.prepare(addr, pages.generation, named.take(), kept.take())? else {
-                return Ok(false);
-            };
-            prof.mark(Phase::Prepare);
-            let begun = self.begin(lock, addr, chunk, &mut deadline)?;
-            prof.mark(Phase::ReadBegin);
-            let result = self.try_grant(lock, &pages, chunk, &begun, pte, prof);
-            if begun.per_fault.is_some() {
-                // Removing the notifier waits for the mm's invalidations: not under the lock.
-                lock.unlock();
-            }
-            drop(begun);
-            match result? {
-                Attempt::Granted(next) => {
-                    *ahead = next;
-                    break;
-                }
-                Attempt::Retry(pte) => {
-                    kept = Some(pte);
-                    // Let whoever collided with us (and any writer) have the mmap lock.
-                    lock.unlock();
-                    shared.stats.retry();
-                    trace::retry(shared.owner, addr);
-                    deadline.start();
-                    attempt += 1;
-                    backoff(attempt);
-                }
-            }
-        }
-        if let Some(residency) = &shared.residency {
-            residency.record(shared.mm_key, addr >> PAGE_SHIFT, shared.owner_key());
-        }
-        trace::grant(shared.owner, addr);
-        prof.mark(Phase::Release);
-        Ok(true)
-    }
-
-    /// Step 1: unless the device holds the page already (`None`), names it in
-    /// [`State::granting`] (unless the previous page's commit did: `named`) and takes the
-    /// allocation [`DriverSvm::map_atomic`] may need: the previous attempt's, the one the last
-    /// grant left, or a new one.
-    fn prepare(
-        &self,
-        addr: usize,
-        generation: usize,
-        named: Option<Named<T>>,
-        kept: Option<T::PteAlloc>,
-    ) -> Result<Option<T::PteAlloc>> {
-        let named = match named {
-            // Named by the previous page's commit, which checked for cancellation.
-            Some(named) => named,
-            None => {
-                let mut state = self.shared.state.lock();
-                // Before the page is taken from the CPU or another device, and on each retry.
-                if Self::cancelled(&state, &self.shared, generation) {
-                    return Err(ECANCELED);
-                }
-                Self::name(&mut state, &self.shared.stats, addr, kept.is_none())
-            }
-        };
-        let spare = match (named, kept) {
-            (Named::Held, _) => return Ok(None),
-            (_, Some(kept)) => return Ok(Some(kept)),
-            (Named::Granting(spare), None) => spare,
-        };
-        match spare {
-            Some(pte) => Ok(Some(pte)),
-            // Without the page-table lock, which reclaim may need.
-            None => T::alloc_pte().map(Some),
-        }
-    }
-
-    /// Under the page-table lock: whether the device holds the page at `addr` already, and if
-    /// not, names it in [`State::granting`] and takes the spare allocation (if `take_spare`).
-    fn name(state: &mut State<T>, stats: &Stats, addr: usize, take_spare: bool) -> Named<T> {
-        if state.grants.get(addr >> PAGE_SHIFT).is_some() {
-            stats.already_mapped();
-            return Named::Held;
-        }
-        // Before `read_begin()`, under the lock: see `State::granting`.
-        state.granting = addr;
-        state.collided = false;
-        Named::Granting(if take_spare {
-            state.spare_pte.take()
-        } else {
-            None
-        })
-    }
-
-    /// Step 2: waits out another device's residency on the page, then starts the sequence the
-    /// grant is validated against (of a notifier of its own in per-fault mode).
-    fn begin(
-        &self,
-        lock: &mut BatchLock<'_>,
-        addr: usize,
-        chunk: &ChunkNotifier<T>,
-        deadline: &mut Deadline,
-    ) -> Result<Begun<T>> {
-        let shared = &self.shared;
-        let per_fault = match self.config.notifiers {
-            NotifierMode::LongLived => None,
-            NotifierMode::PerFault => {
-                // Inserting a notifier may take the mmap lock.
-                lock.unlock();
-                Some(Arc::pin_init(
-                    MmuIntervalNotifier::new(
-                        lock.mm,
-                        addr,
-                        PAGE_SIZE,
-                        Ok::<_, Error>(Chunk::new(shared.clone())),
-                    ),
-                    GFP_KERNEL_ACCOUNT,
-                )?)
-            }
-        };
-        if let Some(residency) = &shared.residency {
-            // Back off for the rest of the other device's slice, and then until the devices
-            // that came first had their turn, within the deadline, which this starts: at the
-            // deadline the fault takes the page, or fails with `EBUSY` if it collides.
-            let mut waited = false;
-            while let Some(left) =
-                residency.remaining(shared.mm_key, addr >> PAGE_SHIFT, shared.owner_key())
-            {
-                let budget = deadline.remaining();
-                if budget <= Delta::ZERO {
-                    break;
-                }
-                if fatal_signal_pending() {
-                    return Err(EINTR);
-                }
-                if !waited {
-                    shared.stats.residency_wait();
-                    waited = true;
-                }
-                lock.unlock();
-                fsleep(if left < budget { left } else { budget });
-            }
-        }
-        // With the mmap lock still held from the previous page of a batch, this may wait for an
-        // invalidation in progress, unlike the order Documentation/mm/hmm.rst shows. That
-        // cannot deadlock: invalidations take the mmap lock before they start or not at all
-        // (none takes it between start and end), and the fault's reference on the mm (its own
-        // `mmget()`, or the calling task's on its own mm) rules out `exit_mmap()`. A
-        // writer queued on the lock waits for us meanwhile.
-        let seq = per_fault.as_deref().unwrap_or(chunk).read_begin();
-        Ok(Begun { seq, per_fault })
-    }
-
-    /// Step 3: makes the page device-exclusive under the mmap read lock, then commits the grant
-    /// under the page-table lock, unless an invalidation collided with it since [`Self::begin`]:
-    /// then the page is left to the CPU and the PTE allocation is kept for the next attempt.
-    fn try_grant(
-        &self,
-        lock: &mut BatchLock<'_>,
-        pages: &Pages<T>,
-        chunk: &ChunkNotifier<T>,
-        begun: &Begun<T>,
-        pte: T::PteAlloc,
-        prof: &mut Profiler<'_>,
-    ) -> Result<Attempt<T>> {
-        let shared = &self.shared;
-        let addr = pages.addr;
-        let guard = lock.lock();
-        prof.mark(Phase::MmapLock);
-        let grant = {
-            let _in_progress = GrantInProgress::enter(&shared.granting_task);
-            guard.make_device_exclusive(addr, shared.owner)?
-        };
-        prof.mark(Phase::MakeExclusive);
-        let mut state = shared.state.lock();
-        // Every invalidation of the notifier's range publishes its sequence but the fault's own,
-        // so `read_retry()` is also true for one of another page of the chunk, which cannot
-        // make this grant stale (the device-exclusive entry is made for, and revalidated
-        // against, this page's PTE alone): only one that covered the page retries.
-        let collided = begun.notifier(chunk).read_retry(begun.seq) && state.collided;
-        let result = if collided {
-            Ok(Attempt::Retry(pte))
-        } else {
-            Self::commit(&mut state, shared, pages, chunk, &grant, pte).map(|()| {
-                // The next page of a batch is named in this lock section, not one of its own.
-                let next = pages
-                    .next
-                    .map(|next| Self::name(&mut state, &shared.stats, next, true));
-                Attempt::Granted(next)
-            })
-        };
-        prof.mark(Phase::Commit);
-        // The page-table lock before the folio lock: lock order.
-        drop(state);
-        drop(grant);
-        result
-    }
-
-    /// Under the page-table lock: whether the driver blocked grants, or revoked them all since
-    /// the fault that read `generation` began.
-    fn cancelled(state: &State<T>, shared: &Shared<T>, generation: usize) -> bool {
-        state.blocked != 0 || shared.generation.load(Relaxed) != generation
-    }
-
-    /// Step 4, under the page-table lock, with the page device-exclusive for us and no
-    /// invalidation since `read_begin()`: maps it in the device and records the grant, unless
-    /// the driver blocked grants or revoked them all since the fault began.
-    fn commit(
-        state: &mut State<T>,
-        shared: &Shared<T>,
-        pages: &Pages<T>,
-        chunk: &ChunkNotifier<T>,
-        grant: &DeviceExclusiveFolio,
-        pte: T::PteAlloc,
-    ) -> Result {
-        if Self::cancelled(state, shared, pages.generation) {
-            state.spare_pte.get_or_insert(pte);
-            return Err(ECANCELED);
-        }
-        // The fault's `ChunkUse` keeps the chunk and its slots; the page was seen not granted
-        // when it was named, and only faults, which the fault lock serialises, grant.
-        let slot = state
-            .grants
-            .vacant(pages.addr >> PAGE_SHIFT)
-            .ok_or(EINVAL)?;
-        let mut pte = Some(pte);
-        let mapped = state.pt.map_atomic(grant, &mut pte);
-        // What the driver did not need serves the next grant.
-        if let Some(pte) = pte {
-            state.spare_pte.get_or_insert(pte);
-        }
-        mapped?;
-        // SAFETY: No invalidation of the page has begun since `read_begin()` but those the
-        // notifier neither publishes nor records, which cannot take the page from us: a
-        // conversion for our owner (it replaces only a present PTE) and the ones our own task
-        // made inside `make_device_exclusive()` (over before it revalidated the PTE under the
-        // folio lock). Any other that covers the page either set `collided` under this lock
-        // (the page was named before `read_begin()`), or published its sequence before it was
-        // named, and `read_begin()` waited for it to end. The page is still device-exclusive
-        // for us, and the next invalidation of it will remove the grant.
-        slot.fill(unsafe { Grant::new(&grant.page()) });
-        chunk.data().granted.store(true, Relaxed);
-        // The device may write; the exclusive entry looks clean to the core mm.
-        grant.mark_dirty();
-        Ok(())
-    }
 }
 
 /// New grants kept out of a context, from [`SvmContext::block`] until dropped.
@@ -892,46 +587,6 @@ impl<T: DriverSvm> Drop for Blocked<'_, T> {
     }
 }
 
-/// The page a fault grants, and the next one of its batch.
-struct Pages<T: DriverSvm> {
-    addr: usize,
-    next: Option<usize>,
-    /// The page named by the previous page's commit.
-    ahead: Option<Named<T>>,
-    /// `Shared::generation` when the fault began.
-    generation: usize,
-}
-
-/// A page looked at under the page-table lock, before its grant begins.
-enum Named<T: DriverSvm> {
-    /// The device holds it already.
-    Held,
-    /// Named in [`State::granting`], with the spare allocation for [`DriverSvm::map_atomic`],
-    /// if there was one.
-    Granting(Option<T::PteAlloc>),
-}
-
-/// The sequence a grant is validated against, and the per-fault notifier it belongs to, if
-/// any (else the chunk's).
-struct Begun<T: DriverSvm> {
-    seq: ReadSeq,
-    per_fault: Option<Arc<ChunkNotifier<T>>>,
-}
-
-impl<T: DriverSvm> Begun<T> {
-    fn notifier<'a>(&'a self, chunk: &'a ChunkNotifier<T>) -> &'a ChunkNotifier<T> {
-        self.per_fault.as_deref().unwrap_or(chunk)
-    }
-}
-
-/// How an attempt to grant a page ended.
-enum Attempt<T: DriverSvm> {
-    /// Granted; the next page of the batch, if any, is named.
-    Granted(Option<Named<T>>),
-    /// An invalidation collided with the grant; try again with this allocation.
-    Retry(T::PteAlloc),
-}
-
 /// A fault's use of a chunk notifier, counted in `Chunk::users` so that [`SvmContext::trim`]
 /// leaves the chunk alone while a grant in it is being made. Dropping it ends the use, which
 /// may remove the notifier and sleep: never with the mmap lock held.
@@ -940,10 +595,10 @@ enum Attempt<T: DriverSvm> {
 ///
 /// `chunk.data().users` counts this use until the guard is dropped. Guards are made and
 /// dropped by the context's fault, under its fault lock, which `release_chunk` relies on.
-struct ChunkUse<'a, T: DriverSvm> {
+pub(super) struct ChunkUse<'a, T: DriverSvm> {
     ctx: &'a SvmContext<T>,
-    index: usize,
-    chunk: Arc<ChunkNotifier<T>>,
+    pub(super) index: usize,
+    pub(super) chunk: Arc<ChunkNotifier<T>>,
 }
 
 impl<'a, T: DriverSvm> ChunkUse<'a, T> {
@@ -961,125 +616,11 @@ impl<T: DriverSvm> Drop for ChunkUse<'_, T> {
     }
 }
 
-/// The current task's grant in progress for a context: recorded in the context's
-/// `Shared::granting_task` and in the table of tasks granting for any context, until dropped,
-/// so that the invalidations it causes itself are told apart from collisions.
-struct GrantInProgress<'a> {
-    task: &'a Atomic<usize>,
-    _any: Granting,
-}
-
-impl<'a> GrantInProgress<'a> {
-    fn enter(task: &'a Atomic<usize>) -> Self {
-        let any = Granting::enter();
-        task.store(any.task(), Relaxed);
-        Self { task, _any: any }
-    }
-}
-
-impl Drop for GrantInProgress<'_> {
-    fn drop(&mut self) {
-        self.task.store(0, Relaxed);
-    }
-}
-
-/// The mmap read lock across the pages of a batch: taken when a page needs it, dropped only to
-/// retry, wait, or create a notifier.
-struct BatchLock<'a> {
-    mm: &'a MmWithUser,
-    guard: Option<MmapReadGuard<'a>>,
-}
-
-impl<'a> BatchLock<'a> {
-    fn new(mm: &'a MmWithUser) -> Self {
-        Self { mm, guard: None }
-    }
-
-    /// The lock, taken if it is not held.
-    fn lock(&mut self) -> &MmapReadGuard<'a> {
-        self.guard.get_or_insert_with(|| self.mm.mmap_read_lock())
-    }
-
-    fn unlock(&mut self) {
-        self.guard = None;
-    }
-}
-
-/// A fault's deadline, started by its first retry or wait: most grants never read the clock.
-struct Deadline {
-    timeout: Delta,
-    started: Option<Instant<Monotonic>>,
-}
-
-impl Deadline {
-    fn new(timeout: Delta) -> Self {
-        Self {
-            timeout,
-            started: None,
-        }
-    }
-
-    fn start(&mut self) {
-        self.started.get_or_insert_with(Instant::now);
-    }
-
-    fn passed(&self) -> bool {
-        self.started.is_some_and(|s| s.elapsed() > self.timeout)
-    }
-
-    /// Time left, starting the deadline.
-    fn remaining(&mut self) -> Delta {
-        self.timeout - self.started.get_or_insert_with(Instant::now).elapsed()
-    }
-}
-
-/// Times the phases of a fault into [`Stats`] when the context profiles; a no-op otherwise.
-struct Profiler<'a> {
-    stats: &'a Stats,
-    last: Option<Instant<Monotonic>>,
-}
-
-impl<'a> Profiler<'a> {
-    fn new(stats: &'a Stats, start: Option<Instant<Monotonic>>) -> Self {
-        Self { stats, last: start }
-    }
-
-    /// Ends `phase` now.
-    fn mark(&mut self, phase: Phase) {
-        if let Some(last) = self.last {
-            let now = Instant::<Monotonic>::now();
-            self.stats.phase(phase, (now - last).as_nanos() as u64);
-            self.last = Some(now);
-        }
-    }
-}
-
-/// Waits a little longer after each collision: the first few retries are immediate, since a
-/// collision usually means a single CPU access; persistent contention sleeps up to 1 ms.
-fn backoff(attempt: u32) {
-    if attempt > 2 {
-        let us = 1i64 << (attempt - 2).min(10);
-        fsleep(Delta::from_micros(us));
-    }
-}
-
-fn fatal_signal_pending() -> bool {
-    crate::current!().fatal_signal_pending()
-}
-
 #[pinned_drop]
 impl<T: DriverSvm> PinnedDrop for SvmContext<T> {
     fn drop(self: Pin<&mut Self>) {
         // The device gives everything back before the notifiers that would tell it to go.
         self.revoke_all();
-        let mut removed = RBTree::new();
-        let mut chunks = self.chunks.lock();
-        while let Some(c) = chunks.cursor_front_mut() {
-            // Moving a node into another tree does not allocate.
-            removed.insert(c.remove_current().1);
-        }
-        drop(chunks);
-        // The notifiers go here, outside the chunk lock.
-        drop(removed);
+        self.remove_chunks(|_, _| true);
     }
 }

@@ -3,10 +3,7 @@
 //! The invalidation side: what happens when the CPU or another device takes pages back.
 
 use super::{
-    context::{
-        Shared,
-        NO_PAGE, //
-    },
+    context::Shared,
     stats::RevokeCause,
     trace,
     unmap::Unmap,
@@ -142,11 +139,9 @@ impl<T: DriverSvm> MmuIntervalNotifierOps for Chunk<T> {
             // `make_device_exclusive()` between its `read_begin()` and `read_retry()`.
             unsafe { seq.reader_own() };
         } else {
-            let granting = state.granting;
-            if granting != NO_PAGE
-                && range.start() < granting.saturating_add(PAGE_SIZE)
-                && range.end() > granting
-            {
+            if state.granting.is_some_and(|page| {
+                range.start() < page.saturating_add(PAGE_SIZE) && range.end() > page
+            }) {
                 state.collided = true;
             }
             seq.set();

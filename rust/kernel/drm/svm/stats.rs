@@ -123,7 +123,7 @@ pub enum Phase {
     /// From the call to the page: arguments, the mm reference, fault lock, chunk notifier
     /// lookup.
     Entry,
-    /// The already-granted check, naming the page, and any allocation for the device PTE.
+    /// The already-granted check and any allocation for the device PTE.
     Prepare,
     /// `mmu_interval_read_begin()`.
     ReadBegin,

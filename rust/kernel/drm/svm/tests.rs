@@ -749,6 +749,13 @@ mod kunit {
         ctx.trim();
         assert_eq!(ctx.chunk_count(), 1);
         ctx.revoke_all();
+        // A failed fault leaves a chunk that had grants to the trimming (the grants were
+        // recorded in the chunk, not in the per-fault notifier).
+        {
+            let _blocked = ctx.block();
+            assert_eq!(ctx.atomic_fault(mem.addr(), 1), Err(ECANCELED));
+        }
+        assert_eq!(ctx.chunk_count(), 1);
         ctx.trim();
         assert_eq!(ctx.chunk_count(), 0);
         // Pages come back to the CPU with the device's writes.
