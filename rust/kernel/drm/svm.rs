@@ -242,6 +242,9 @@ pub trait DriverSvm: Send + Unpin + 'static {
     /// the driver cannot finish without waiting, it refuses with [`Unmap::refuse`], changes
     /// nothing, and the grants stay.
     ///
+    /// Called once for each invalidation that removes grants, with its cause
+    /// ([`Unmap::cause`]): the one hook a driver counts revocations in.
+    ///
     /// Called with the page-table lock held; the range may be everything (`0..usize::MAX`), so
     /// walk the entries or the pages, not the addresses.
     fn unmap<'a>(&mut self, range: &Unmap<'a>) -> Result<(), Refused<'a>>;

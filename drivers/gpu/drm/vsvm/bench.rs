@@ -290,7 +290,7 @@ impl Bench {
         let mut config = Config::new(owner);
         config.profile = profile;
         KBox::pin_init(
-            SvmContext::<PageTable>::new(mm, PageTable::new(), config),
+            SvmContext::<PageTable>::new(mm, PageTable::new(None), config),
             GFP_KERNEL,
         )
     }

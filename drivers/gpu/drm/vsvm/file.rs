@@ -86,7 +86,7 @@ impl drm::file::DriverFile for File {
         }
         KBox::pin_init(
             try_pin_init!(File {
-                ctx <- SvmContext::new(mm, PageTable::new(), config),
+                ctx <- SvmContext::new(mm, PageTable::new(Some(data.stats.clone())), config),
                 device: data.index,
                 ops: Atomic::new(0),
             }? Error),
@@ -308,7 +308,8 @@ impl File {
         req.notifiers = ctx.chunk_count() as u64;
         req.device = file.inner().device;
         req.causes = uapi::DRM_VSVM_REVOKE_COUNT;
-        req.revocations[..RevokeCause::COUNT].copy_from_slice(&s.revocations);
+        req.revocations[..RevokeCause::COUNT]
+            .copy_from_slice(&ctx.with_page_table(|pt| pt.revocations.by_cause()));
         Ok(0)
     }
 }

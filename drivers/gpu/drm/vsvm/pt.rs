@@ -3,6 +3,10 @@
 //! The device page table: user address → page frame and permission bits, in leaves of 512
 //! entries (2 MiB with 4 KiB pages), like a GPU's last level.
 
+use crate::stats::{
+    DeviceStats,
+    Revocations, //
+};
 use kernel::{
     drm::svm,
     mm::device_exclusive::DeviceExclusiveFolio,
@@ -16,6 +20,7 @@ use kernel::{
         RBTree,
         RBTreeNodeReservation, //
     },
+    sync::Arc,
     uapi,
 };
 
@@ -61,13 +66,19 @@ pub(crate) struct PageTable {
     /// The memory of the last leaf emptied, for the next leaf: a page the CPU and the device
     /// take in turn would otherwise free and allocate its leaf each time.
     spare: Option<LeafAlloc>,
+    /// Revocations of this table, and of the device's tables together (if it has a device).
+    pub(crate) revocations: Revocations,
+    device: Option<Arc<DeviceStats>>,
 }
 
 impl PageTable {
-    pub(crate) fn new() -> Self {
+    /// A page table whose revocations count in `device`'s totals too, if given.
+    pub(crate) fn new(device: Option<Arc<DeviceStats>>) -> Self {
         Self {
             leaves: RBTree::new(),
             spare: None,
+            revocations: Revocations::new(),
+            device,
         }
     }
 
@@ -131,6 +142,7 @@ impl svm::DriverSvm for PageTable {
             range.start() >> PAGE_SHIFT,
             range.end().div_ceil(1 << PAGE_SHIFT),
         );
+        let mut cleared = 0u64;
         let mut cursor = self.leaves.cursor_lower_bound_mut(&(first / LEAF_ENTRIES));
         while let Some(mut c) = cursor {
             // After removing the last leaf, `remove_current()` moves to the previous one,
@@ -150,6 +162,7 @@ impl svm::DriverSvm for PageTable {
                     *entry = 0;
                     // INVARIANT: one entry fewer is not 0.
                     leaf.count -= 1;
+                    cleared += 1;
                 }
             }
             cursor = if leaf.count != 0 {
@@ -167,6 +180,14 @@ impl svm::DriverSvm for PageTable {
                 }
                 next
             };
+        }
+        // The backend calls this once for each invalidation that removes grants, with its
+        // cause; the driver's own `revoke_all()` has none.
+        if let Some(cause) = range.cause() {
+            self.revocations.count(cause, cleared);
+            if let Some(device) = &self.device {
+                device.revocations.count(cause, cleared);
+            }
         }
         Ok(())
     }

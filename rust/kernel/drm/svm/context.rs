@@ -417,7 +417,7 @@ impl<T: DriverSvm> SvmContext<T> {
             // refused.
             let _ = state
                 .pt
-                .unmap(&Unmap::new(0, usize::MAX, true, &state.grants));
+                .unmap(&Unmap::new(0, usize::MAX, true, None, &state.grants));
             // Each chunk is flagged emptied: the faults to come trim them.
             state.grants.remove(0, usize::MAX, |i| shared.forget(i));
             shared.note_emptied(&state.grants);

@@ -114,12 +114,10 @@ impl<T: DriverSvm> MmuIntervalNotifierOps for Chunk<T> {
         let (first, last) = (start >> PAGE_SHIFT, end.div_ceil(1 << PAGE_SHIFT));
         if state.grants.any(first, last) {
             let state = &mut *state;
+            let cause = RevokeCause::of_invalidation(event, range.owner(), own_task);
+            let unmap = Unmap::new(start, end, range.is_blockable(), Some(cause), &state.grants);
             // The device stops using the pages before the grants go.
-            if state
-                .pt
-                .unmap(&Unmap::new(start, end, range.is_blockable(), &state.grants))
-                .is_err()
-            {
+            if state.pt.unmap(&unmap).is_err() {
                 // Refused (only a non-blockable range can be: `Unmap::refuse()`): nothing
                 // changed, and the core gives the operation up.
                 shared.stats.busy();
@@ -129,8 +127,6 @@ impl<T: DriverSvm> MmuIntervalNotifierOps for Chunk<T> {
             // may not sleep).
             let removed = state.grants.remove(first, last, |i| shared.forget(i));
             shared.note_emptied(&state.grants);
-            let cause = RevokeCause::of_invalidation(event, range.owner(), own_task);
-            shared.stats.revoked(cause, removed);
             trace::revoke(shared.owner, start, end, cause, removed);
         }
         if own_task {

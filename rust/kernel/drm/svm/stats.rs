@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Statistics of an SVM context: what its faults cost and why its grants were revoked.
+//! Statistics of an SVM context (what its faults cost), and the causes of revocations that
+//! [`DriverSvm::unmap`](super::DriverSvm::unmap) is told.
 
 use super::granting;
 use crate::{
@@ -182,7 +183,6 @@ macro_rules! counters {
         /// Counters of an SVM context, updated without locks.
         pub struct Stats {
             $($name: Atomic<u64>,)*
-            revocations: [Atomic<u64>; RevokeCause::COUNT],
             phase_ns: [Atomic<u64>; Phase::COUNT],
             latency_us: [Atomic<u64>; LATENCY_BUCKETS],
             /// Counters that also see every update of these, such as a device's totals over
@@ -194,9 +194,6 @@ macro_rules! counters {
         #[derive(Clone, Copy, Debug, Default)]
         pub struct Snapshot {
             $($(#[doc = $doc])* pub $name: u64,)*
-            /// Invalidations that removed at least one grant, by cause ([`RevokeCause::ALL`]
-            /// order).
-            pub revocations: [u64; RevokeCause::COUNT],
             /// Time spent in each [`Phase`] of granting, if the context profiles.
             pub phase_ns: [u64; Phase::COUNT],
             /// Fault latency histogram of the sampled faults, see [`LATENCY_BUCKETS`].
@@ -214,7 +211,6 @@ macro_rules! counters {
             pub(crate) const fn new(parent: Option<Arc<Stats>>) -> Self {
                 Self {
                     $($name: Atomic::new(0),)*
-                    revocations: [const { Atomic::new(0) }; RevokeCause::COUNT],
                     phase_ns: [const { Atomic::new(0) }; Phase::COUNT],
                     latency_us: [const { Atomic::new(0) }; LATENCY_BUCKETS],
                     parent,
@@ -232,7 +228,6 @@ macro_rules! counters {
             pub fn snapshot(&self) -> Snapshot {
                 Snapshot {
                     $($name: self.$name.load(Relaxed),)*
-                    revocations: core::array::from_fn(|i| self.revocations[i].load(Relaxed)),
                     phase_ns: core::array::from_fn(|i| self.phase_ns[i].load(Relaxed)),
                     latency_us: core::array::from_fn(|i| self.latency_us[i].load(Relaxed)),
                 }
@@ -259,26 +254,12 @@ counters! {
     /// Other invalidations made by a grant in progress itself (faulting the page back from
     /// another device, splitting a PMD), which therefore did not force a retry.
     own_invalidations => own_invalidation;
-    /// Pages whose grant was removed (counted with the revocations).
-    pages_revoked;
     /// Non-blockable invalidations refused because the page-table lock was held.
     nonblocking_busy => busy;
     /// Faults that waited for another device's minimum residency to end.
     residency_waits => residency_wait;
     /// Chunk notifiers inserted (each one a `mmu_interval_notifier_insert()`).
     notifiers_inserted => notifier_inserted;
-}
-
-impl Snapshot {
-    /// Revocations of one cause.
-    pub fn revoked_by(&self, cause: RevokeCause) -> u64 {
-        self.revocations[cause as usize]
-    }
-
-    /// All revocations.
-    pub fn revocations_total(&self) -> u64 {
-        self.revocations.iter().sum()
-    }
 }
 
 impl Stats {
@@ -308,11 +289,6 @@ impl Stats {
 
     pub(crate) fn phase(&self, phase: Phase, ns: u64) {
         self.bump(|s| &s.phase_ns[phase as usize], ns);
-    }
-
-    pub(crate) fn revoked(&self, cause: RevokeCause, pages: u64) {
-        self.bump(|s| &s.revocations[cause as usize], 1);
-        self.bump(|s| &s.pages_revoked, pages);
     }
 
     pub(crate) fn latency(&self, d: Delta) {

@@ -70,6 +70,8 @@ mod kunit {
         /// (checked by the tests, since a panic here would be a kernel BUG).
         unmapped: usize,
         wrong_pages: usize,
+        /// Revocations by cause, as a driver counts them from [`Unmap::cause`].
+        revoked: [u64; RevokeCause::COUNT],
     }
 
     /// What the test device's unmap does, beside removing its entries.
@@ -92,8 +94,19 @@ mod kunit {
                 last_page: 0,
                 unmapped: 0,
                 wrong_pages: 0,
+                revoked: [0; RevokeCause::COUNT],
             })
         }
+    }
+
+    /// Revocations of `cause` the test device counted.
+    fn revoked_by(ctx: &SvmContext<TestPt>, cause: RevokeCause) -> u64 {
+        ctx.with_page_table(|pt| pt.revoked[cause as usize])
+    }
+
+    /// Revocations the test device counted.
+    fn revocations(ctx: &SvmContext<TestPt>) -> u64 {
+        ctx.with_page_table(|pt| pt.revoked.iter().sum())
     }
 
     impl DriverSvm for TestPt {
@@ -140,6 +153,9 @@ mod kunit {
             }
             self.entries.retain(|&mut (a, _)| a < start || a >= end);
             self.unmaps += 1;
+            if let Some(cause) = range.cause() {
+                self.revoked[cause as usize] += 1;
+            }
             Ok(())
         }
     }
@@ -217,16 +233,14 @@ mod kunit {
         // check; nothing else happened to the page meanwhile.
         assert_eq!(s.own_events_ignored, 1);
         assert_eq!(s.own_invalidations, 0);
-        assert_eq!(s.revocations_total(), 0);
+        assert_eq!(revocations(&ctx), 0);
 
         // The CPU takes the page back: the device PTE is gone, the data is the device's.
         assert_eq!(mem.read_u64(0)?, 15);
         assert!(!ctx.is_granted(mem.addr()));
         assert!(!mapped(&ctx, mem.addr()));
-        let s = ctx.stats().snapshot();
-        assert_eq!(s.revoked_by(RevokeCause::CpuFault), 1);
-        assert_eq!(s.pages_revoked, 1);
-        // The driver was told which page went.
+        // The driver was told why, and which page went.
+        assert_eq!(revoked_by(&ctx, RevokeCause::CpuFault), 1);
         assert_eq!(
             ctx.with_page_table(|pt| (pt.unmapped, pt.wrong_pages)),
             (1, 0)
@@ -295,7 +309,7 @@ mod kunit {
         assert_eq!(sb.pages_granted, 20);
         // Each takeover faulted the page back from the other device inside the grant.
         assert!(sb.own_invalidations >= 20);
-        assert!(sa.revocations_total() >= 20);
+        assert!(revoked_by(&a, RevokeCause::OtherDevice) >= 20);
         // Own events never made a device retry.
         assert_eq!(sa.retries + sb.retries, 0);
         // Without a residency policy nobody waits.
@@ -394,12 +408,15 @@ mod kunit {
         }
         assert_eq!(mem.read_u64(37 * P)?, 1037);
         assert_eq!(ctx.granted_pages(), n - 1);
-        // All of them at once, from `revoke_all()`.
+        // The CPU's read of page 37 took it back.
+        assert_eq!(revoked_by(&ctx, RevokeCause::CpuFault), 1);
+        // All of them at once, from `revoke_all()`, which is the driver's, not a cause.
         ctx.revoke_all();
         assert_eq!(
             ctx.with_page_table(|pt| (pt.unmapped, pt.wrong_pages)),
             (n, 0)
         );
+        assert_eq!(revocations(&ctx), 1);
         Ok(())
     }
 
@@ -722,9 +739,8 @@ mod kunit {
         assert!(ctx.is_granted(mem.addr() + P));
         mem.unmap(P, P)?;
         assert_eq!(ctx.granted_pages(), 0);
-        let s = ctx.stats().snapshot();
-        assert_eq!(s.revoked_by(RevokeCause::CpuFault), 1);
-        assert_eq!(s.revoked_by(RevokeCause::Unmap), 1);
+        assert_eq!(revoked_by(&ctx, RevokeCause::CpuFault), 1);
+        assert_eq!(revoked_by(&ctx, RevokeCause::Unmap), 1);
         assert_eq!(
             ctx.with_page_table(|pt| (pt.unmapped, pt.wrong_pages)),
             (2, 0)
@@ -891,9 +907,9 @@ mod kunit {
                 s.pages_granted,
                 s.retries,
                 s.timeouts,
-                s.revocations_total(),
-                s.revoked_by(RevokeCause::CpuFault),
-                s.revoked_by(RevokeCause::OtherDevice),
+                revocations(ctx),
+                revoked_by(ctx, RevokeCause::CpuFault),
+                revoked_by(ctx, RevokeCause::OtherDevice),
                 s.own_invalidations
             );
             assert!(s.pages_granted > 0);

@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What [`DriverSvm::unmap`] is told: the range, the pages that go, and whether it may wait.
+//! What [`DriverSvm::unmap`] is told: the range, why, the pages that go, and whether it may
+//! wait.
 //!
 //! [`DriverSvm::unmap`]: super::DriverSvm::unmap
 
-use super::grants::Grants;
+use super::{
+    grants::Grants,
+    stats::RevokeCause, //
+};
 use crate::page::{
     BorrowedPage,
     PAGE_SHIFT, //
@@ -21,6 +25,7 @@ pub struct Unmap<'a> {
     start: usize,
     end: usize,
     blockable: bool,
+    cause: Option<RevokeCause>,
     grants: &'a Grants,
 }
 
@@ -33,11 +38,18 @@ pub struct Unmap<'a> {
 pub struct Refused<'a>(PhantomData<fn(&'a ()) -> &'a ()>);
 
 impl<'a> Unmap<'a> {
-    pub(super) fn new(start: usize, end: usize, blockable: bool, grants: &'a Grants) -> Self {
+    pub(super) fn new(
+        start: usize,
+        end: usize,
+        blockable: bool,
+        cause: Option<RevokeCause>,
+        grants: &'a Grants,
+    ) -> Self {
         Self {
             start,
             end,
             blockable,
+            cause,
             grants,
         }
     }
@@ -52,6 +64,19 @@ impl<'a> Unmap<'a> {
     #[inline]
     pub fn end(&self) -> usize {
         self.end
+    }
+
+    /// Why the device loses the pages: the cause of the invalidation, or `None` when the driver
+    /// revoked everything itself ([`SvmContext::revoke_all`], [`SvmContext::block`]).
+    ///
+    /// `unmap()` is called once for each invalidation that removes grants (of each chunk it
+    /// covers), so a driver counts revocations by cause here, as vsvm does.
+    ///
+    /// [`SvmContext::revoke_all`]: super::SvmContext::revoke_all
+    /// [`SvmContext::block`]: super::SvmContext::block
+    #[inline]
+    pub fn cause(&self) -> Option<RevokeCause> {
+        self.cause
     }
 
     /// Whether the driver may sleep, for example to wait for the device's TLB flush.
