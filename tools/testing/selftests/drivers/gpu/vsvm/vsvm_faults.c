@@ -273,17 +273,25 @@ static long move_to_other_node(void *addr, unsigned long n)
  * Splits the THP mapped at @addr through debugfs; 1 if it is still a THP
  * afterwards, 0 if not, -1 on error.  split_huge_pages_pid() in
  * mm/huge_memory.c skips a folio that is locked or whose reference count is
- * not the one its mappings account for: a leaked lock or reference.
+ * not the one its mappings account for: a leaked lock or reference.  It also
+ * skips one that something else holds for a moment (khugepaged scanning it,
+ * an LRU batch), so it is tried for about a second: a leak lasts.
  */
 static int thp_survives_split(void *addr)
 {
 	char cmd[64];
+	int i, thp = 1;
 
 	snprintf(cmd, sizeof(cmd), "%d,%#lx,%#lx", getpid(), (unsigned long)addr,
 		 (unsigned long)addr + PAGE_SZ);
-	if (write_file("/sys/kernel/debug/split_huge_pages", cmd))
-		return -1;
-	return page_is_thp(addr);
+	for (i = 0; i < 100 && thp == 1; i++) {
+		if (i)
+			usleep(10000);
+		if (write_file("/sys/kernel/debug/split_huge_pages", cmd))
+			return -1;
+		thp = page_is_thp(addr);
+	}
+	return thp;
 }
 
 FIXTURE_SETUP(faults)
