@@ -27,7 +27,8 @@
 //! chunks have lost their grants (or when the driver calls [`SvmContext::trim`]); it bounds
 //! the retries of a fault with a deadline (`EBUSY`) and stops on a fatal signal (`EINTR`); it
 //! marks granted folios dirty, since device-exclusive entries look clean to the core mm; it
-//! counts what it does and why grants were revoked ([`Stats`]); and it can give a grant a
+//! counts what its faults do ([`Stats`]) and tells the driver why each grant goes
+//! ([`Unmap::cause`]); and it can give a grant a
 //! minimum residency against other devices ([`Residency`]), so that devices contending for
 //! one page all make progress.
 //!
@@ -36,8 +37,10 @@
 //! Each context has three locks of its own. They nest, with the mm's and the residency's, in
 //! this order:
 //!
-//! 1. the fault lock, which serialises the faults of a context like a device's fault queue;
-//! 2. the chunk lock, over the context's chunk notifiers;
+//! 1. the fault lock, which serialises the faults of a context like a device's fault queue,
+//!    and keeps trimming away from the chunks a fault uses;
+//! 2. the chunk lock, over the context's chunk notifiers (a chunk's grant slots, with their
+//!    count and whether it was emptied, are under the page-table lock);
 //! 3. the mmap lock (read), held across the pages of a batch;
 //! 4. the folio lock, taken by `make_device_exclusive()` for one page;
 //! 5. the page-table lock, over the driver's page table and the grants mirrored in it;

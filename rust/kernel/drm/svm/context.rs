@@ -429,13 +429,14 @@ impl<T: DriverSvm> SvmContext<T> {
     /// Faults call this themselves once 32 chunks have lost their last grant, so a driver need
     /// not; it may, after revoking many grants, to give the memory back at once.
     ///
-    /// May sleep: removing a notifier waits for any invalidation of the mm in progress, so the
-    /// caller must not hold a lock that an invalidation may wait for (the mmap lock, or any lock
-    /// its [`DriverSvm::unmap`] or an invalidation path of the mm takes).
+    /// May sleep: it waits for a fault of the context in progress, and removing a notifier
+    /// waits for any invalidation of the mm in progress, so the caller must not hold a lock that
+    /// an invalidation may wait for (the mmap lock, or any lock its [`DriverSvm::unmap`] or an
+    /// invalidation path of the mm takes).
     pub fn trim(&self) {
-        self.remove_chunks(|index, chunk| {
-            chunk.data().users.load(Relaxed) == 0 && self.remove_slots_if_empty(index, true)
-        });
+        // Faults use chunks under the fault lock: none is in use meanwhile.
+        let _serial = self.fault_lock.lock();
+        self.remove_chunks(|index, _| self.remove_slots_if_empty(index, true));
     }
 
     /// Removes the chunks that `remove` picks (under the chunk lock) from the chunk tree, and
@@ -465,7 +466,7 @@ impl<T: DriverSvm> SvmContext<T> {
     /// invalidation of the mm visit it) for each 2 MiB it ever had granted. Chunks, not
     /// revocations, are counted: a contended page loses its grant again and again, and its
     /// notifier is never removed and inserted again for it (removal waits for the mm's
-    /// invalidations in progress). Called without the fault lock.
+    /// invalidations in progress). Called without the fault lock, which trimming takes.
     fn trim_emptied(&self) {
         if self.shared.trim_due.load(Relaxed) {
             self.shared.trim_due.store(false, Relaxed);
@@ -491,7 +492,7 @@ impl<T: DriverSvm> SvmContext<T> {
         let index = addr / CHUNK_SIZE;
         let mut chunks = self.chunks.lock();
         if let Some(chunk) = chunks.get(&index) {
-            return Ok(ChunkUse::new(self, index, chunk.clone()));
+            return Ok(ChunkUse::new(self, index, chunk.clone(), false));
         }
         // Nothing for an address no grant can be made at: a notifier costs memory and every
         // invalidation of the mm visits it (and, for shared memory, GUP would allocate the
@@ -513,7 +514,7 @@ impl<T: DriverSvm> SvmContext<T> {
         let unused = self.shared.state.lock().grants.add_chunk(slots);
         drop(unused);
         chunks.insert(reservation.into_node(index, chunk.clone()));
-        Ok(ChunkUse::new(self, index, chunk))
+        Ok(ChunkUse::new(self, index, chunk, true))
     }
 
     /// Fails with the error `make_device_exclusive()` would return for `addr` when its VMA
@@ -532,20 +533,16 @@ impl<T: DriverSvm> SvmContext<T> {
         Ok(())
     }
 
-    /// Ends a fault's use of the chunk `index` (for [`ChunkUse`]), and removes its notifier if
-    /// no grant was ever made in it and no other fault uses it: a fault that fails (on shared
-    /// memory, say) leaves nothing behind. A chunk whose grants were all revoked stays until a
-    /// later fault trims it ([`Self::trim_emptied`]).
+    /// Removes the chunk `index` that a fault created, if it never had a grant (for
+    /// [`ChunkUse`]): a fault that fails (on shared memory, say) leaves nothing behind. A chunk
+    /// whose grants were all revoked stays until it is trimmed ([`Self::trim_emptied`]), even
+    /// if that happened during the fault that created it.
     ///
     /// May sleep (removing a notifier waits for its callbacks); called without the mmap lock.
-    fn release_chunk(&self, index: usize, chunk: &ChunkNotifier<T>) {
-        // A chunk that had a grant stays until it is trimmed.
-        if chunk.data().users.fetch_sub(1, Relaxed) != 1 || chunk.data().granted.load(Relaxed) {
-            return;
-        }
+    fn remove_unused_chunk(&self, index: usize) {
         let mut chunks = self.chunks.lock();
-        // Neither a use nor a grant can appear meanwhile: both are made by faults, which the
-        // fault lock serialises, and we are the fault.
+        // No grant can appear meanwhile: grants are made by faults, which the fault lock
+        // serialises, and we are the fault.
         let removed = if self.remove_slots_if_empty(index, false) {
             chunks.remove(&index)
         } else {
@@ -556,9 +553,9 @@ impl<T: DriverSvm> SvmContext<T> {
         drop(removed);
     }
 
-    /// Removes the grant slots of chunk `index` if the device holds none of its pages (and, if
-    /// `emptied`, the chunk lost its last grant), before its notifier is removed; returns
-    /// whether they were removed. Takes the page-table lock.
+    /// Removes the grant slots of chunk `index` if the device holds none of its pages, and the
+    /// chunk lost its last grant (`emptied`) or never had one (not `emptied`), before its
+    /// notifier is removed; returns whether they were removed. Takes the page-table lock.
     fn remove_slots_if_empty(&self, index: usize, emptied: bool) -> bool {
         let (empty, slots) = self
             .shared
@@ -587,32 +584,45 @@ impl<T: DriverSvm> Drop for Blocked<'_, T> {
     }
 }
 
-/// A fault's use of a chunk notifier, counted in `Chunk::users` so that [`SvmContext::trim`]
-/// leaves the chunk alone while a grant in it is being made. Dropping it ends the use, which
-/// may remove the notifier and sleep: never with the mmap lock held.
+/// A fault's use of a chunk notifier. Dropping it removes a chunk that the fault created and
+/// that never had a grant, which may sleep: never with the mmap lock held.
 ///
 /// # Invariants
 ///
-/// `chunk.data().users` counts this use until the guard is dropped. Guards are made and
-/// dropped by the context's fault, under its fault lock, which `release_chunk` relies on.
+/// Made and dropped by the context's fault, under its fault lock, which trimming also takes:
+/// a chunk is in use by one fault at most, and is not trimmed while it is. Outside a fault,
+/// every chunk in the context's tree has had a grant, so `created` is false for all but the
+/// chunks a fault creates.
 pub(super) struct ChunkUse<'a, T: DriverSvm> {
     ctx: &'a SvmContext<T>,
     pub(super) index: usize,
     pub(super) chunk: Arc<ChunkNotifier<T>>,
+    /// Whether this fault created the chunk.
+    created: bool,
 }
 
 impl<'a, T: DriverSvm> ChunkUse<'a, T> {
-    fn new(ctx: &'a SvmContext<T>, index: usize, chunk: Arc<ChunkNotifier<T>>) -> Self {
-        chunk.data().users.fetch_add(1, Relaxed);
-        // INVARIANT: counted just above.
-        Self { ctx, index, chunk }
+    fn new(
+        ctx: &'a SvmContext<T>,
+        index: usize,
+        chunk: Arc<ChunkNotifier<T>>,
+        created: bool,
+    ) -> Self {
+        Self {
+            ctx,
+            index,
+            chunk,
+            created,
+        }
     }
 }
 
 impl<T: DriverSvm> Drop for ChunkUse<'_, T> {
     fn drop(&mut self) {
-        // The last reference, if the chunk was removed, goes with `self.chunk` after this.
-        self.ctx.release_chunk(self.index, &self.chunk);
+        if self.created {
+            // The last reference goes with `self.chunk` after this.
+            self.ctx.remove_unused_chunk(self.index);
+        }
     }
 }
 

@@ -363,8 +363,6 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
         // named, and `read_begin()` waited for it to end. The page is still device-exclusive
         // for us, and the next invalidation of it will remove the grant.
         slot.fill(unsafe { Grant::new(&grant.page()) });
-        // Of the chunk, not of a per-fault notifier: the chunk then stays until it is trimmed.
-        chunk.data().granted.store(true, Relaxed);
         // The device may write; the exclusive entry looks clean to the core mm.
         grant.mark_dirty();
         Ok(())

@@ -149,16 +149,16 @@ impl Grants {
         None
     }
 
-    /// Removes the slots of chunk `index` if none of them holds a grant and, if `emptied`, the
-    /// chunk lost its last grant; returns whether they were removed (or were not there). The
-    /// slots are freed when the returned node is dropped.
+    /// Removes the slots of chunk `index` if none of them holds a grant, and the chunk lost
+    /// its last grant (`emptied`) or never had one (not `emptied`); returns whether they were
+    /// removed (or were not there). The slots are freed when the returned node is dropped.
     pub(super) fn remove_chunk_if_empty(
         &mut self,
         index: usize,
         emptied: bool,
     ) -> (bool, Option<RBTreeNode<usize, ChunkGrants>>) {
         match self.chunks.get(&index) {
-            Some(c) if c.count != 0 || (emptied && !c.emptied) => (false, None),
+            Some(c) if c.count != 0 || emptied != c.emptied => (false, None),
             Some(c) => {
                 if c.emptied {
                     // INVARIANT: the chunk goes, and with it its flag.

@@ -23,11 +23,8 @@ use crate::{
     },
     sizes::SZ_2M,
     sync::{
-        atomic::{
-            Atomic,
-            Relaxed, //
-        },
-        Arc,
+        atomic::Relaxed,
+        Arc, //
     },
     task::Task,
 };
@@ -36,22 +33,16 @@ use crate::{
 pub(super) const CHUNK_SIZE: usize = SZ_2M;
 
 /// Notifier data for one chunk of a context (or, in per-fault mode, one fault).
+///
+/// What else a chunk is lives under the context's locks: its notifier in the chunk tree, its
+/// grant slots (with their count and whether the chunk was emptied) under the page-table lock.
 pub(super) struct Chunk<T: DriverSvm> {
     pub(super) shared: Arc<Shared<T>>,
-    /// Faults between looking this chunk up and committing their grant; a chunk in use is not
-    /// trimmed, or a grant could end up with no notifier watching it.
-    pub(super) users: Atomic<usize>,
-    /// Whether a grant was ever made in this chunk.
-    pub(super) granted: Atomic<bool>,
 }
 
 impl<T: DriverSvm> Chunk<T> {
     pub(super) fn new(shared: Arc<Shared<T>>) -> Self {
-        Self {
-            shared,
-            users: Atomic::new(0),
-            granted: Atomic::new(false),
-        }
+        Self { shared }
     }
 }
 

@@ -961,6 +961,31 @@ mod kunit {
     }
 
     #[test]
+    fn a_chunk_emptied_during_the_fault_that_made_it_stays() -> Result {
+        let (mem, off) = two_pages()?;
+        let (a0, a1) = (mem.addr() + off, mem.addr() + off + P);
+        let ctx = shared_ctx(&DEV_A, Config::DEFAULT_TIMEOUT)?;
+        assert_eq!(ctx.chunk_count(), 0);
+        // The fault makes the chunk, grants page 0, and is held inside the grant of page 1.
+        let gate1 = gate(a1, Event::Exclusive, Some(&DEV_A))?;
+        let never = Atomic::new(false);
+        let fault = fault_on_worker(&ctx, a0, 2)?;
+        assert!(gate1.data().wait_entered(1, &never));
+        // Page 0's grant goes before the fault ends, and the fault fails.
+        ctx.revoke_all();
+        gate1.data().open();
+        gate1.data().release();
+        assert_eq!(fault.wait(), Some(Err(ECANCELED)));
+        // The chunk had a grant: it stays until it is trimmed, like any emptied chunk, rather
+        // than going with the fault that made it (a contended page would otherwise remove and
+        // insert its notifier again and again).
+        assert_eq!(ctx.chunk_count(), 1);
+        ctx.trim();
+        assert_eq!(ctx.chunk_count(), 0);
+        Ok(())
+    }
+
+    #[test]
     fn block_keeps_grants_out_until_dropped() -> Result {
         let (mem, off) = two_pages()?;
         let (a0, a1) = (mem.addr() + off, mem.addr() + off + P);
