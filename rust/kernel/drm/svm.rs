@@ -27,7 +27,8 @@
 //! chunks have lost their grants (or when the driver calls [`SvmContext::trim`]); it bounds
 //! the retries of a fault with a deadline (`EBUSY`) and stops on a fatal signal (`EINTR`); it
 //! marks granted folios dirty, since device-exclusive entries look clean to the core mm; it
-//! counts what its faults do ([`Stats`]) and tells the driver why each grant goes
+//! counts what happens inside its faults ([`Stats`]: grants, retries, own events) and tells the
+//! driver why each grant goes
 //! ([`Unmap::cause`]); and it can give a grant a
 //! minimum residency against other devices ([`Residency`]), so that devices contending for
 //! one page all make progress.
@@ -56,7 +57,9 @@
 //! the fault lock and possibly the mmap lock held, not the page-table lock. The invalidation
 //! callback takes the page-table lock (and only tries to, when it must not sleep) and, under
 //! it, the residency lock. Notifiers are removed, which waits for the mm's invalidations in
-//! progress, with neither the chunk lock nor the mmap lock held.
+//! progress, with neither the chunk lock nor the mmap lock held, but with the fault lock held
+//! (trimming, a fault's own chunk, per-fault notifiers): nothing an invalidation waits for,
+//! including a driver's blocking `unmap`, may depend on the fault lock.
 //!
 //! A fault may wait in `mmu_interval_read_begin()` for an invalidation in progress while it
 //! holds the mmap read lock (across the pages of a batch): the reverse of the order in
@@ -245,8 +248,9 @@ pub trait DriverSvm: Send + Unpin + 'static {
     /// the driver cannot finish without waiting, it refuses with [`Unmap::refuse`], changes
     /// nothing, and the grants stay.
     ///
-    /// Called once for each invalidation that removes grants, with its cause
-    /// ([`Unmap::cause`]): the one hook a driver counts revocations in.
+    /// Called once for each chunk an invalidation removes grants from, with the
+    /// invalidation's cause ([`Unmap::cause`]): the one hook a driver counts revocations in
+    /// (when it returns `Ok`: a refused unmap revokes nothing).
     ///
     /// Called with the page-table lock held; the range may be everything (`0..usize::MAX`), so
     /// walk the entries or the pages, not the addresses.

@@ -42,6 +42,10 @@ use crate::{
         Width, //
     },
     pt::PageTable,
+    stats::{
+        count_fault,
+        Faults, //
+    },
 };
 
 /// How long one operation keeps faulting before it gives up with `EBUSY`.
@@ -68,6 +72,7 @@ pub(crate) struct File {
     ctx: SvmContext<PageTable>,
     device: u32,
     ops: Atomic<u64>,
+    faults: Faults,
 }
 
 impl drm::file::DriverFile for File {
@@ -89,6 +94,7 @@ impl drm::file::DriverFile for File {
                 ctx <- SvmContext::new(mm, PageTable::new(Some(data.stats.clone())), config),
                 device: data.index,
                 ops: Atomic::new(0),
+                faults: Faults::new(),
             }? Error),
             GFP_KERNEL_ACCOUNT,
         )
@@ -110,6 +116,8 @@ impl File {
     /// Runs `f` on the granted page of `addr`, faulting it in as the device would, until it
     /// succeeds or [`OP_DEADLINE`] passes. Returns `f`'s result and the faults taken.
     fn with_page<R>(
+        dev: &VsvmDevice<Registered>,
+        file: &drm::File<File>,
         ctx: &SvmContext<PageTable>,
         addr: usize,
         mut f: impl FnMut(&kernel::drm::svm::AtomicPage<'_>) -> Result<R>,
@@ -133,8 +141,18 @@ impl File {
                 return Err(EBUSY);
             }
             faults += 1;
-            ctx.atomic_fault(page, 1)?;
+            Self::fault(dev, file, || ctx.atomic_fault(page, 1))?;
         }
+    }
+
+    /// Runs `atomic_fault()`, `fault`, counted in the file's and the device's statistics: they
+    /// are the driver's, as the backend keeps only what happens inside a fault.
+    fn fault(
+        dev: &VsvmDevice<Registered>,
+        file: &drm::File<File>,
+        fault: impl FnOnce() -> Result,
+    ) -> Result {
+        count_fault(&file.inner().faults, &dev.stats, fault)
     }
 
     /// Checks that a 32-bit operation's 64-bit operand fields have their upper half clear.
@@ -174,7 +192,7 @@ impl File {
         let ctx = Self::ctx(file)?;
         let window = crate::rmw_window();
         let (operand, compare) = (req.operand, req.compare);
-        let (old, faults) = Self::with_page(ctx, addr, |p| {
+        let (old, faults) = Self::with_page(dev, file, ctx, addr, |p| {
             ops::run(p, addr % PAGE_SIZE, width, op, operand, compare, window)
         })?;
         file.inner().ops.fetch_add(1, Relaxed);
@@ -221,7 +239,7 @@ impl File {
         while i < count {
             let page = (addr + i * stride) & PAGE_MASK;
             // All the operations that fall in this page run under one page-table lock.
-            let ((done, part), f) = Self::with_page(ctx, page, |p| {
+            let ((done, part), f) = Self::with_page(dev, file, ctx, page, |p| {
                 let (mut j, mut part) = (i, 0u64);
                 while j < count {
                     let a = addr + j * stride;
@@ -251,7 +269,7 @@ impl File {
 
     /// IOCTL: grant the device atomic access to a range of pages ahead of use.
     pub(crate) fn prefetch(
-        _dev: &VsvmDevice<Registered>,
+        dev: &VsvmDevice<Registered>,
         _reg: &(),
         req: &mut uapi::drm_vsvm_prefetch,
         file: &drm::File<File>,
@@ -264,7 +282,7 @@ impl File {
         }
         let addr = usize::try_from(req.addr).map_err(|_| EFAULT)?;
         let ctx = Self::ctx(file)?;
-        ctx.atomic_fault(addr, req.npages as usize)?;
+        Self::fault(dev, file, || ctx.atomic_fault(addr, req.npages as usize))?;
         Ok(0)
     }
 
@@ -300,10 +318,10 @@ impl File {
         // Every field but the flags is output, reserved ones included: all are written.
         *req = uapi::drm_vsvm_stats::default();
         req.ops = file.inner().ops.load(Relaxed);
-        req.faults = s.faults;
+        req.faults = file.inner().faults.calls();
         req.pages_granted = s.pages_granted;
         req.retries = s.retries;
-        req.timeouts = s.timeouts;
+        req.timeouts = file.inner().faults.timeouts();
         req.residency_waits = s.residency_waits;
         req.notifiers = ctx.chunk_count() as u64;
         req.device = file.inner().device;

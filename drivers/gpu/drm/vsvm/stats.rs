@@ -16,6 +16,10 @@ use kernel::{
         },
         Arc,
     },
+    time::{
+        Instant,
+        Monotonic, //
+    },
 };
 
 /// Revocations, counted by the device's page tables from what `unmap()` is told.
@@ -46,12 +50,84 @@ impl Revocations {
     }
 }
 
+/// Number of buckets of the fault latency histogram: bucket `i` counts faults that took less
+/// than `2^i` microseconds (the last one everything slower).
+const LATENCY_BUCKETS: usize = 16;
+
+/// One fault in this many is timed for the latency histogram: reading the clock twice per
+/// fault costs more than the rest of the bookkeeping.
+const LATENCY_SAMPLE: u64 = 16;
+
+/// The calls of `atomic_fault()` of a file or a device, and how they ended.
+pub(crate) struct Faults {
+    calls: Atomic<u64>,
+    /// Failed with `EBUSY` at the backend's deadline.
+    timeouts: Atomic<u64>,
+    /// Failed otherwise.
+    errors: Atomic<u64>,
+}
+
+impl Faults {
+    pub(crate) const fn new() -> Self {
+        Self {
+            calls: Atomic::new(0),
+            timeouts: Atomic::new(0),
+            errors: Atomic::new(0),
+        }
+    }
+
+    /// Counts a call that returned `r`.
+    fn count(&self, r: &Result) {
+        self.calls.fetch_add(1, Relaxed);
+        match r {
+            Ok(()) => {}
+            Err(e) if *e == EBUSY => {
+                self.timeouts.fetch_add(1, Relaxed);
+            }
+            Err(_) => {
+                self.errors.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls.load(Relaxed)
+    }
+
+    pub(crate) fn timeouts(&self) -> u64 {
+        self.timeouts.load(Relaxed)
+    }
+}
+
+/// Runs `atomic_fault()`, `fault`, and counts it in `file` and in the device's totals.
+pub(crate) fn count_fault(
+    file: &Faults,
+    device: &DeviceStats,
+    fault: impl FnOnce() -> Result,
+) -> Result {
+    let sampled = device.faults.calls() % LATENCY_SAMPLE == LATENCY_SAMPLE - 1;
+    let start = sampled.then(Instant::<Monotonic>::now);
+    let r = fault();
+    file.count(&r);
+    device.faults.count(&r);
+    if let Some(start) = start {
+        let us = start.elapsed().as_micros_ceil().max(0) as u64;
+        let bucket = ((u64::BITS - us.leading_zeros()) as usize).min(LATENCY_BUCKETS - 1);
+        device.latency_us[bucket].fetch_add(1, Relaxed);
+    }
+    r
+}
+
 /// What a device did, over all the files ever opened on it.
 pub(crate) struct DeviceStats {
     /// The backend's counters of all the device's contexts.
     pub(crate) svm: Arc<svm::Stats>,
     /// The revocations of all the device's page tables.
     pub(crate) revocations: Revocations,
+    /// The faults of all the device's files.
+    pub(crate) faults: Faults,
+    /// Fault latency histogram of the sampled faults, see [`LATENCY_BUCKETS`].
+    latency_us: [Atomic<u64>; LATENCY_BUCKETS],
     /// Atomic operations performed.
     pub(crate) ops: Atomic<u64>,
 }
@@ -62,6 +138,8 @@ impl DeviceStats {
             Self {
                 svm: svm::Stats::new_shared()?,
                 revocations: Revocations::new(),
+                faults: Faults::new(),
+                latency_us: [const { Atomic::new(0) }; LATENCY_BUCKETS],
                 ops: Atomic::new(0),
             },
             GFP_KERNEL,
@@ -75,7 +153,11 @@ pub(crate) struct StatsFile(pub(crate) Arc<DeviceStats>);
 impl fmt::Debug for StatsFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.0.svm.snapshot();
+        let faults = &self.0.faults;
         writeln!(f, "ops: {}", self.0.ops.load(Relaxed))?;
+        writeln!(f, "faults: {}", faults.calls())?;
+        writeln!(f, "timeouts: {}", faults.timeouts())?;
+        writeln!(f, "errors: {}", faults.errors.load(Relaxed))?;
         for (name, n) in s.counters() {
             writeln!(f, "{name}: {n}")?;
         }
@@ -88,8 +170,8 @@ impl fmt::Debug for StatsFile {
         writeln!(f)?;
         // One fault in `LATENCY_SAMPLE` is timed.
         write!(f, "fault_latency_us_log2_sampled:")?;
-        for n in s.latency_us {
-            write!(f, " {n}")?;
+        for n in &self.0.latency_us {
+            write!(f, " {}", n.load(Relaxed))?;
         }
         writeln!(f)
     }

@@ -2,7 +2,6 @@
 
 //! The per-(device, mm) SVM context and its fault path.
 
-use super::stats::LATENCY_SAMPLE;
 use super::{
     fault::{
         Fault,
@@ -54,7 +53,8 @@ use crate::{
         },
         Arc,
         LockClassKey,
-        Mutex, //
+        Mutex,
+        MutexGuard, //
     },
     time::{
         Instant,
@@ -294,10 +294,7 @@ impl<T: DriverSvm> SvmContext<T> {
         let len = npages.checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
         addr.checked_add(len - 1).ok_or(EINVAL)?;
         let stats = &self.shared.stats;
-        // Not the first fault of a context, which inserts its first notifier.
-        let sampled = stats.fault() % LATENCY_SAMPLE == LATENCY_SAMPLE - 1 || self.config.profile;
-        let start = sampled.then(Instant::<Monotonic>::now);
-        let prof = Profiler::new(stats, start.filter(|_| self.config.profile));
+        let prof = Profiler::new(stats, self.config.profile.then(Instant::<Monotonic>::now));
         trace::fault_begin(self.shared.owner, addr, npages);
         let current = crate::current!();
         let owned;
@@ -329,12 +326,6 @@ impl<T: DriverSvm> SvmContext<T> {
         // below removes notifiers, which waits for the mm's invalidations.
         drop(fault);
         stats.granted(granted);
-        if ret.is_err() {
-            stats.error();
-        }
-        if let Some(start) = start {
-            stats.latency(start.elapsed());
-        }
         trace::fault_end(self.shared.owner, addr, &ret);
         self.trim_emptied();
         ret
@@ -429,13 +420,20 @@ impl<T: DriverSvm> SvmContext<T> {
     /// Faults call this themselves once 32 chunks have lost their last grant, so a driver need
     /// not; it may, after revoking many grants, to give the memory back at once.
     ///
-    /// May sleep: it waits for a fault of the context in progress, and removing a notifier
-    /// waits for any invalidation of the mm in progress, so the caller must not hold a lock that
-    /// an invalidation may wait for (the mmap lock, or any lock its [`DriverSvm::unmap`] or an
-    /// invalidation path of the mm takes).
+    /// May sleep: it takes the context's fault lock, so it waits for a fault in progress
+    /// (which may allocate memory, and take up to [`Config::timeout`] per page), and removing a
+    /// notifier waits for any invalidation of the mm in progress. So the caller must not hold a
+    /// lock that an invalidation may wait for (the mmap lock, or any lock its
+    /// [`DriverSvm::unmap`] or an invalidation path of the mm takes), nor one that
+    /// [`DriverSvm::alloc_pte`] or the callers of [`Self::with_atomic_page`] take, and must not
+    /// call it from reclaim (a shrinker): a fault holding the lock may be reclaiming.
     pub fn trim(&self) {
-        // Faults use chunks under the fault lock: none is in use meanwhile.
-        let _serial = self.fault_lock.lock();
+        let serial = self.fault_lock.lock();
+        self.trim_locked(&serial);
+    }
+
+    /// Trims, under the fault lock, under which faults use their chunks: none is in use.
+    fn trim_locked(&self, _serial: &MutexGuard<'_, ()>) {
         self.remove_chunks(|index, _| self.remove_slots_if_empty(index, true));
     }
 
@@ -466,12 +464,18 @@ impl<T: DriverSvm> SvmContext<T> {
     /// invalidation of the mm visit it) for each 2 MiB it ever had granted. Chunks, not
     /// revocations, are counted: a contended page loses its grant again and again, and its
     /// notifier is never removed and inserted again for it (removal waits for the mm's
-    /// invalidations in progress). Called without the fault lock, which trimming takes.
+    /// invalidations in progress). Called without the fault lock; if another fault holds it,
+    /// that fault trims when it ends.
     fn trim_emptied(&self) {
-        if self.shared.trim_due.load(Relaxed) {
-            self.shared.trim_due.store(false, Relaxed);
-            self.trim();
+        if !self.shared.trim_due.load(Relaxed) {
+            return;
         }
+        // Not behind another thread's whole fault.
+        let Some(serial) = self.fault_lock.try_lock() else {
+            return;
+        };
+        self.shared.trim_due.store(false, Relaxed);
+        self.trim_locked(&serial);
     }
 
     /// A function that runs the chunk notifier of `addr` on that page as a non-blockable (or
@@ -497,7 +501,7 @@ impl<T: DriverSvm> SvmContext<T> {
         // Nothing for an address no grant can be made at: a notifier costs memory and every
         // invalidation of the mm visits it (and, for shared memory, GUP would allocate the
         // page before `make_device_exclusive()` refused it). Other refusals leave the chunk to
-        // `release_chunk()`.
+        // `remove_unused_chunk()`.
         Self::may_grant(mm, addr)?;
         let reservation = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
         let slots = ChunkSlots::new(index)?;

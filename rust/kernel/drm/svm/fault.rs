@@ -115,7 +115,6 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
         let ctx = self.ctx;
         let shared = &ctx.shared;
         if ret == Err(EBUSY) {
-            shared.stats.timeout();
             trace::timeout(shared.owner, addr);
         }
         if ret.is_err() {

@@ -16,7 +16,6 @@ use crate::{
         Relaxed, //
     },
     sync::Arc,
-    time::Delta,
 };
 
 /// Why a device lost atomic access to pages.
@@ -167,15 +166,6 @@ impl Phase {
     }
 }
 
-/// Number of buckets of the fault latency histogram: bucket `i` counts faults that took less
-/// than `2^i` microseconds (the last one everything slower). The histogram samples one fault
-/// in [`LATENCY_SAMPLE`] (every one when the context profiles): reading the clock twice per
-/// fault costs more than the rest of the bookkeeping.
-pub const LATENCY_BUCKETS: usize = 16;
-
-/// One fault in this many is timed for the latency histogram.
-pub const LATENCY_SAMPLE: u64 = 16;
-
 /// Defines the scalar counters once: the field of [`Stats`] and of [`Snapshot`], its
 /// documentation, and the method that counts one event, if it has one.
 macro_rules! counters {
@@ -184,7 +174,6 @@ macro_rules! counters {
         pub struct Stats {
             $($name: Atomic<u64>,)*
             phase_ns: [Atomic<u64>; Phase::COUNT],
-            latency_us: [Atomic<u64>; LATENCY_BUCKETS],
             /// Counters that also see every update of these, such as a device's totals over
             /// all its contexts.
             parent: Option<Arc<Stats>>,
@@ -196,8 +185,6 @@ macro_rules! counters {
             $($(#[doc = $doc])* pub $name: u64,)*
             /// Time spent in each [`Phase`] of granting, if the context profiles.
             pub phase_ns: [u64; Phase::COUNT],
-            /// Fault latency histogram of the sampled faults, see [`LATENCY_BUCKETS`].
-            pub latency_us: [u64; LATENCY_BUCKETS],
         }
 
         impl Snapshot {
@@ -212,7 +199,6 @@ macro_rules! counters {
                 Self {
                     $($name: Atomic::new(0),)*
                     phase_ns: [const { Atomic::new(0) }; Phase::COUNT],
-                    latency_us: [const { Atomic::new(0) }; LATENCY_BUCKETS],
                     parent,
                 }
             }
@@ -229,7 +215,6 @@ macro_rules! counters {
                 Snapshot {
                     $($name: self.$name.load(Relaxed),)*
                     phase_ns: core::array::from_fn(|i| self.phase_ns[i].load(Relaxed)),
-                    latency_us: core::array::from_fn(|i| self.latency_us[i].load(Relaxed)),
                 }
             }
         }
@@ -237,18 +222,12 @@ macro_rules! counters {
 }
 
 counters! {
-    /// Calls of `atomic_fault`.
-    faults => fault;
     /// Pages made exclusive and mapped (counted at the end of each fault).
     pages_granted;
     /// Pages a fault found already mapped with atomic permission.
     pages_already_mapped => already_mapped;
     /// Times a grant was thrown away because an invalidation collided with it.
     retries => retry;
-    /// Faults that gave up with `EBUSY` at their deadline.
-    timeouts => timeout;
-    /// Faults that failed otherwise.
-    errors => error;
     /// `MMU_NOTIFY_EXCLUSIVE` events of this device's own grants, ignored before any lock.
     own_events_ignored => own_event;
     /// Other invalidations made by a grant in progress itself (faulting the page back from
@@ -289,11 +268,5 @@ impl Stats {
 
     pub(crate) fn phase(&self, phase: Phase, ns: u64) {
         self.bump(|s| &s.phase_ns[phase as usize], ns);
-    }
-
-    pub(crate) fn latency(&self, d: Delta) {
-        let us = d.as_micros_ceil().max(0) as u64;
-        let bucket = (u64::BITS - us.leading_zeros()) as usize;
-        self.bump(|s| &s.latency_us[bucket.min(LATENCY_BUCKETS - 1)], 1);
     }
 }

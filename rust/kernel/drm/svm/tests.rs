@@ -226,7 +226,6 @@ mod kunit {
         assert_eq!(device_add(&ctx, mem.addr(), 5), Some(10));
 
         let s = ctx.stats().snapshot();
-        assert_eq!(s.faults, 1);
         assert_eq!(s.pages_granted, 1);
         assert_eq!(s.retries, 0);
         // The grant's own EXCLUSIVE event reached the notifier and was ignored by the owner
@@ -287,7 +286,6 @@ mod kunit {
         assert_eq!(ctx.atomic_fault(shared.addr(), 1), Err(EOPNOTSUPP));
         assert_eq!(ctx.atomic_fault(ro.addr(), 1), Err(EFAULT));
         assert_eq!(ctx.granted_pages(), 0);
-        assert_eq!(ctx.stats().snapshot().errors, 2);
         Ok(())
     }
 
@@ -717,9 +715,7 @@ mod kunit {
         }
         gate0.data().open();
         assert_eq!(fault.wait(), Some(Err(EBUSY)));
-        let s = ctx.stats().snapshot();
-        assert_eq!(s.timeouts, 1);
-        assert!(s.retries >= 1);
+        assert!(ctx.stats().snapshot().retries >= 1);
         assert!(!ctx.is_granted(a0));
         // No folio was left locked: the CPU can use the page.
         mem.write_u64(off, 5)?;
@@ -901,12 +897,10 @@ mod kunit {
         for (i, ctx) in contexts.iter().enumerate() {
             let s = ctx.stats().snapshot();
             pr_info!(
-                "stress device {i}: faults {} granted {} retries {} timeouts {} revocations {} \
-                 (cpu {} device {}) own invalidations {}\n",
-                s.faults,
+                "stress device {i}: granted {} retries {} revocations {} (cpu {} device {}) \
+                 own invalidations {}\n",
                 s.pages_granted,
                 s.retries,
-                s.timeouts,
                 revocations(ctx),
                 revoked_by(ctx, RevokeCause::CpuFault),
                 revoked_by(ctx, RevokeCause::OtherDevice),

@@ -69,8 +69,8 @@ impl<'a> Unmap<'a> {
     /// Why the device loses the pages: the cause of the invalidation, or `None` when the driver
     /// revoked everything itself ([`SvmContext::revoke_all`], [`SvmContext::block`]).
     ///
-    /// `unmap()` is called once for each invalidation that removes grants (of each chunk it
-    /// covers), so a driver counts revocations by cause here, as vsvm does.
+    /// `unmap()` is called once for each chunk an invalidation removes grants from, so a
+    /// driver counts revocations by cause here (when it does not refuse), as vsvm does.
     ///
     /// [`SvmContext::revoke_all`]: super::SvmContext::revoke_all
     /// [`SvmContext::block`]: super::SvmContext::block
