@@ -42,7 +42,7 @@
 //!    and keeps trimming away from the chunks a fault uses;
 //! 2. the chunk lock, over the context's chunk notifiers (a chunk's grant slots, with their
 //!    count and whether it was emptied, are under the page-table lock);
-//! 3. the mmap lock (read), held across the pages of a batch;
+//! 3. the mmap lock (read), held around `make_device_exclusive()` for one page;
 //! 4. the folio lock, taken by `make_device_exclusive()` for one page;
 //! 5. the page-table lock, over the driver's page table and the grants mirrored in it;
 //! 6. the lock of a [`Residency`] the context shares with other devices' contexts (a spinlock).
@@ -61,14 +61,9 @@
 //! (trimming, a fault's own chunk, per-fault notifiers): nothing an invalidation waits for,
 //! including a driver's blocking `unmap`, may depend on the fault lock.
 //!
-//! A fault may wait in `mmu_interval_read_begin()` for an invalidation in progress while it
-//! holds the mmap read lock (across the pages of a batch): the reverse of the order in
-//! Documentation/mm/hmm.rst. That is free of deadlock only if no invalidation callback of any
-//! notifier of the mm waits, between the start and the end of an invalidation, for anything
-//! that takes the mmap lock (a writer queued behind the fault's read lock would block it).
-//! The core mm never takes the mmap lock there, and this context's callback does not; a
-//! driver whose callback waits for its device must make sure that the device's progress never
-//! depends on the mmap lock of the same process.
+//! A fault calls `mmu_interval_read_begin()`, which may wait for an invalidation in progress,
+//! without the mmap lock, in the order Documentation/mm/hmm.rst shows, and takes the mmap read
+//! lock for each page after it.
 //!
 //! A grant is valid because of the interval notifier's sequence protocol: a fault names the
 //! page it grants under the page-table lock, reads the notifier's sequence, makes the page

@@ -28,8 +28,7 @@ use crate::{
             MmuIntervalNotifier,
             ReadSeq, //
         },
-        MmWithUser,
-        MmapReadGuard, //
+        MmWithUser, //
     },
     page::{
         PAGE_SHIFT,
@@ -55,13 +54,11 @@ use crate::{
 /// A fault in progress: what passes from one page of a batch to the next, owned in one place.
 ///
 /// The fields drop in the order they are declared, which is the order in which a fault lets
-/// go of what it holds: the mmap read lock, then the chunk in use (ending the use may remove
-/// the chunk's notifier, which sleeps, so never under the mmap lock), then the fault lock
-/// (which the chunk's release relies on). `Drop` first keeps the allocation that the page
-/// looked at ahead took, for the next fault.
+/// go of what it holds: the chunk in use (ending the use may remove the chunk's notifier),
+/// then the fault lock (which the chunk's removal relies on). `Drop` first keeps the
+/// allocation that the page looked at ahead took, for the next fault. The mmap read lock is
+/// held only around each page's `make_device_exclusive()`.
 pub(super) struct Fault<'a, T: DriverSvm> {
-    /// The mmap read lock, held across the pages of a batch.
-    lock: BatchLock<'a>,
     /// The chunk of the page being granted (of the last one, between pages).
     chunk: Option<ChunkUse<'a, T>>,
     /// The next page of the batch (its address), looked at by the previous page's commit.
@@ -69,6 +66,7 @@ pub(super) struct Fault<'a, T: DriverSvm> {
     /// The context's fault lock.
     _serial: MutexGuard<'a, ()>,
     ctx: &'a SvmContext<T>,
+    mm: &'a MmWithUser,
     /// `Shared::generation` when the fault began: a fault that [`SvmContext::revoke_all`] ran
     /// across commits nothing.
     generation: usize,
@@ -83,11 +81,11 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
     pub(super) fn new(ctx: &'a SvmContext<T>, mm: &'a MmWithUser, prof: Profiler<'a>) -> Self {
         let serial = ctx.fault_lock.lock();
         Self {
-            lock: BatchLock::new(mm),
             chunk: None,
             ahead: None,
             _serial: serial,
             ctx,
+            mm,
             // Compared under the page-table lock when each page is committed.
             generation: ctx.shared.generation(),
             deadline: Deadline::new(ctx.config.timeout),
@@ -103,11 +101,9 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
         let chunk = match self.chunk.take() {
             Some(chunk) if chunk.index == index => chunk,
             previous => {
-                // Creating a notifier may take the mmap lock for writing, and ending the use
-                // of the previous chunk may remove its notifier, which may sleep.
-                self.lock.unlock();
+                // Ending the use of the previous chunk may remove its notifier, which sleeps.
                 drop(previous);
-                self.ctx.chunk(self.lock.mm, addr)?
+                self.ctx.chunk(self.mm, addr)?
             }
         };
         let ret = self.grant_page(&chunk.chunk, addr, next);
@@ -161,10 +157,6 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
             let begun = self.begin(chunk, addr)?;
             self.prof.mark(Phase::ReadBegin);
             let result = self.try_grant(chunk, &begun, addr, next, pte);
-            if begun.per_fault.is_some() {
-                // Removing the notifier waits for the mm's invalidations: not under the lock.
-                self.lock.unlock();
-            }
             drop(begun);
             match result? {
                 Attempt::Granted(next) => {
@@ -173,8 +165,6 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
                 }
                 Attempt::Retry(pte) => {
                     kept = Some(pte);
-                    // Let whoever collided with us (and any writer) have the mmap lock.
-                    self.lock.unlock();
                     shared.stats.retry();
                     trace::retry(shared.owner, addr);
                     self.deadline.start();
@@ -232,19 +222,15 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
         let shared = &ctx.shared;
         let per_fault = match ctx.config.notifiers {
             NotifierMode::LongLived => None,
-            NotifierMode::PerFault => {
-                // Inserting a notifier may take the mmap lock.
-                self.lock.unlock();
-                Some(Arc::pin_init(
-                    MmuIntervalNotifier::new(
-                        self.lock.mm,
-                        addr,
-                        PAGE_SIZE,
-                        Ok::<_, Error>(Chunk::new(shared.clone())),
-                    ),
-                    GFP_KERNEL_ACCOUNT,
-                )?)
-            }
+            NotifierMode::PerFault => Some(Arc::pin_init(
+                MmuIntervalNotifier::new(
+                    self.mm,
+                    addr,
+                    PAGE_SIZE,
+                    Ok::<_, Error>(Chunk::new(shared.clone())),
+                ),
+                GFP_KERNEL_ACCOUNT,
+            )?),
         };
         if let Some(residency) = &shared.residency {
             // Back off for the rest of the other device's slice, and then until the devices
@@ -265,16 +251,11 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
                     shared.stats.residency_wait();
                     waited = true;
                 }
-                self.lock.unlock();
                 fsleep(if left < budget { left } else { budget });
             }
         }
-        // With the mmap lock still held from the previous page of a batch, this may wait for an
-        // invalidation in progress, unlike the order Documentation/mm/hmm.rst shows. That
-        // cannot deadlock: invalidations take the mmap lock before they start or not at all
-        // (none takes it between start and end), and the fault's reference on the mm (its own
-        // `mmget()`, or the calling task's on its own mm) rules out `exit_mmap()`. A
-        // writer queued on the lock waits for us meanwhile.
+        // Without the mmap lock, in the order Documentation/mm/hmm.rst shows: this may wait
+        // for an invalidation in progress.
         let seq = per_fault.as_deref().unwrap_or(chunk).read_begin();
         Ok(Begun { seq, per_fault })
     }
@@ -292,7 +273,7 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
     ) -> Result<Attempt<T>> {
         let ctx = self.ctx;
         let shared = &ctx.shared;
-        let guard = self.lock.lock();
+        let guard = self.mm.mmap_read_lock();
         self.prof.mark(Phase::MmapLock);
         let grant = {
             let _in_progress = GrantInProgress::enter(&shared.granting_task);
@@ -317,9 +298,10 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
             })
         };
         self.prof.mark(Phase::Commit);
-        // The page-table lock before the folio lock: lock order.
+        // The page-table lock before the folio lock, and that before the mmap lock: lock order.
         drop(state);
         drop(grant);
+        drop(guard);
         result
     }
 
@@ -370,9 +352,6 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
 
 impl<T: DriverSvm> Drop for Fault<'_, T> {
     fn drop(&mut self) {
-        // Not under the mmap lock: `revoke_all()` may hold the page-table lock across a
-        // sleeping `unmap()`, and a writer queued behind us would stall the process meanwhile.
-        self.lock.unlock();
         if let Some((_, Seen::Absent(Some(pte)))) = self.ahead.take() {
             // The batch stopped after looking at a page: keep the allocation that took.
             self.ctx.shared.state.lock().keep_spare(pte);
@@ -443,28 +422,6 @@ impl<'a> GrantInProgress<'a> {
 impl Drop for GrantInProgress<'_> {
     fn drop(&mut self) {
         self.task.store(0, Relaxed);
-    }
-}
-
-/// The mmap read lock across the pages of a batch: taken when a page needs it, dropped only to
-/// retry, wait, or create a notifier.
-struct BatchLock<'a> {
-    mm: &'a MmWithUser,
-    guard: Option<MmapReadGuard<'a>>,
-}
-
-impl<'a> BatchLock<'a> {
-    fn new(mm: &'a MmWithUser) -> Self {
-        Self { mm, guard: None }
-    }
-
-    /// The lock, taken if it is not held.
-    fn lock(&mut self) -> &MmapReadGuard<'a> {
-        self.guard.get_or_insert_with(|| self.mm.mmap_read_lock())
-    }
-
-    fn unlock(&mut self) {
-        self.guard = None;
     }
 }
 
