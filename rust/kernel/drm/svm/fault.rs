@@ -6,6 +6,7 @@ use super::{
     context::{
         ChunkNotifier,
         ChunkUse,
+        Shared,
         State, //
     },
     granting::Granting,
@@ -289,7 +290,7 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
         let result = if collided {
             Ok(Attempt::Retry(pte))
         } else {
-            Self::commit(&mut state, self.generation, chunk, &grant, pte).map(|()| {
+            Self::commit(&mut state, shared, self.generation, &grant, pte).map(|()| {
                 // The next page of a batch is looked at in this lock section, not one of its
                 // own.
                 let next =
@@ -306,16 +307,16 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
     }
 
     /// Step 4, under the page-table lock, with the page device-exclusive for us and no
-    /// invalidation since `read_begin()`: maps it in the device and records the grant in
-    /// `chunk`, unless the driver blocked grants or revoked them all since the fault began.
+    /// invalidation since `read_begin()`: maps it in the device and records the grant, unless
+    /// the driver blocked grants or revoked them all since the fault began.
     fn commit(
         state: &mut State<T>,
+        shared: &Shared<T>,
         generation: usize,
-        chunk: &ChunkNotifier<T>,
         grant: &DeviceExclusiveFolio,
         pte: T::PteAlloc,
     ) -> Result {
-        if state.cancelled(&chunk.data().shared, generation) {
+        if state.cancelled(shared, generation) {
             state.keep_spare(pte);
             return Err(ECANCELED);
         }
@@ -335,15 +336,17 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
             spare_pte.get_or_insert(pte);
         }
         mapped?;
-        // SAFETY: No invalidation of the page has begun since `read_begin()` but those the
-        // notifier neither publishes nor records, which cannot take the page from us: a
-        // conversion for our owner (it replaces only a present PTE) and the ones our own task
-        // made inside `make_device_exclusive()` (over before it revalidated the PTE under the
-        // folio lock). Any other that covers the page either set `collided` under this lock
-        // (the page was named before `read_begin()`), or published its sequence before it was
-        // named, and `read_begin()` waited for it to end. The page is still device-exclusive
-        // for us, and the next invalidation of it will remove the grant.
-        slot.fill(unsafe { Grant::new(&grant.page()) });
+        // No invalidation of the page has begun since `read_begin()` but those the notifier
+        // neither publishes nor records, which cannot take the page from us: a conversion for
+        // our owner (it replaces only a present PTE) and the ones our own task made inside
+        // `make_device_exclusive()` (over before it revalidated the PTE under the folio lock).
+        // Any other that covers the page either set `collided` under this lock (the page was
+        // named before `read_begin()`), or published its sequence before it was named, and
+        // `read_begin()` waited for it to end.
+        // SAFETY: So the page is still device-exclusive for us (above), and the next
+        // invalidation of it will remove the grant.
+        let recorded = unsafe { Grant::new(&grant.page()) };
+        slot.fill(recorded);
         // The device may write; the exclusive entry looks clean to the core mm.
         grant.mark_dirty();
         Ok(())
