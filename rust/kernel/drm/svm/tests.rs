@@ -575,17 +575,31 @@ mod kunit {
         Ok(job)
     }
 
+    /// `ctx.atomic_fault(addr, n)` on a worker, held inside the grant of page `held` (at its
+    /// own `MMU_NOTIFY_EXCLUSIVE`) by the returned gate; `ETIMEDOUT` if it never got there.
+    fn fault_held_at(
+        ctx: &Arc<SvmContext<TestPt>>,
+        addr: usize,
+        n: usize,
+        held: usize,
+    ) -> Result<(Arc<MmuIntervalNotifier<Gate>>, Arc<Job>)> {
+        let held = gate(held, Event::Exclusive, Some(&DEV_A))?;
+        let fault = fault_on_worker(ctx, addr, n)?;
+        if !held.data().wait_entered(1, &Atomic::new(false)) {
+            return Err(ETIMEDOUT);
+        }
+        Ok((held, fault))
+    }
+
     #[test]
     fn grant_waits_for_a_neighbour_zap_in_progress() -> Result {
         let (mem, off) = two_pages()?;
         let (a0, a1) = (mem.addr() + off, mem.addr() + off + P);
         let ctx = shared_ctx(&DEV_A, Config::DEFAULT_TIMEOUT)?;
-        let gate0 = gate(a0, Event::Exclusive, Some(&DEV_A))?;
         let gate1 = gate(a1, Event::Clear, None)?;
         let never = Atomic::new(false);
         // The context grants page 0 and then page 1; hold it inside the grant of page 0.
-        let fault = fault_on_worker(&ctx, a0, 2)?;
-        assert!(gate0.data().wait_entered(1, &never));
+        let (gate0, fault) = fault_held_at(&ctx, a0, 2, a0)?;
         // Meanwhile another thread zaps page 1: the chunk's callback runs (page 1 is not
         // granted, nor being granted), then the zap is held open before the PTE goes.
         let zap = Job::new()?;
@@ -630,10 +644,7 @@ mod kunit {
         zap_at: usize,
     ) -> Result<u64> {
         let ctx = shared_ctx_in(&DEV_A, Config::DEFAULT_TIMEOUT, mode)?;
-        let gate0 = gate(held, Event::Exclusive, Some(&DEV_A))?;
-        let never = Atomic::new(false);
-        let fault = fault_on_worker(&ctx, a0, n)?;
-        assert!(gate0.data().wait_entered(1, &never));
+        let (gate0, fault) = fault_held_at(&ctx, a0, n, held)?;
         mem.madvise(zap_at - mem.addr(), P, bindings::MADV_DONTNEED)?;
         gate0.data().open();
         gate0.data().release();
@@ -932,10 +943,7 @@ mod kunit {
         let ctx = shared_ctx(&DEV_A, Config::DEFAULT_TIMEOUT)?;
         ctx.atomic_fault(a0 + P, 1)?;
         // Hold a fault between `make_device_exclusive()` and its commit.
-        let gate0 = gate(a0, Event::Exclusive, Some(&DEV_A))?;
-        let never = Atomic::new(false);
-        let fault = fault_on_worker(&ctx, a0, 1)?;
-        assert!(gate0.data().wait_entered(1, &never));
+        let (gate0, fault) = fault_held_at(&ctx, a0, 1, a0)?;
         // A device reset: when `revoke_all()` returns, nothing is mapped, and the fault in
         // flight must not map its page afterwards.
         ctx.revoke_all();
@@ -961,10 +969,7 @@ mod kunit {
         let ctx = shared_ctx(&DEV_A, Config::DEFAULT_TIMEOUT)?;
         assert_eq!(ctx.chunk_count(), 0);
         // The fault makes the chunk, grants page 0, and is held inside the grant of page 1.
-        let gate1 = gate(a1, Event::Exclusive, Some(&DEV_A))?;
-        let never = Atomic::new(false);
-        let fault = fault_on_worker(&ctx, a0, 2)?;
-        assert!(gate1.data().wait_entered(1, &never));
+        let (gate1, fault) = fault_held_at(&ctx, a0, 2, a1)?;
         // Page 0's grant goes before the fault ends, and the fault fails.
         ctx.revoke_all();
         gate1.data().open();
@@ -986,10 +991,7 @@ mod kunit {
         let ctx = shared_ctx(&DEV_A, Config::DEFAULT_TIMEOUT)?;
         ctx.atomic_fault(a0, 1)?;
         // Hold a fault in flight across the block, too.
-        let gate1 = gate(a1, Event::Exclusive, Some(&DEV_A))?;
-        let never = Atomic::new(false);
-        let fault = fault_on_worker(&ctx, a1, 1)?;
-        assert!(gate1.data().wait_entered(1, &never));
+        let (gate1, fault) = fault_held_at(&ctx, a1, 1, a1)?;
         let blocked = ctx.block();
         assert_eq!(ctx.granted_pages(), 0);
         gate1.data().open();
