@@ -20,7 +20,10 @@ use kernel::{
         RBTree,
         RBTreeNodeReservation, //
     },
-    sync::Arc,
+    sync::{
+        atomic::Relaxed,
+        Arc, //
+    },
     uapi,
 };
 
@@ -181,12 +184,13 @@ impl svm::DriverSvm for PageTable {
                 next
             };
         }
-        // The backend calls this once for each invalidation that removes grants, with its
-        // cause; the driver's own `revoke_all()` has none.
+        // The backend calls this once for each chunk an invalidation removes grants from, with
+        // its cause; the driver's own `revoke_all()` has none.
         if let Some(cause) = range.cause() {
-            self.revocations.count(cause, cleared);
+            self.revocations.count(cause);
             if let Some(device) = &self.device {
-                device.revocations.count(cause, cleared);
+                device.revocations.count(cause);
+                device.pages_revoked.fetch_add(cleared, Relaxed);
             }
         }
         Ok(())

@@ -26,22 +26,18 @@ use kernel::{
 pub(crate) struct Revocations {
     /// Invalidations that removed at least one entry, by cause ([`RevokeCause::ALL`] order).
     by_cause: [Atomic<u64>; RevokeCause::COUNT],
-    /// Entries they removed.
-    pages: Atomic<u64>,
 }
 
 impl Revocations {
     pub(crate) const fn new() -> Self {
         Self {
             by_cause: [const { Atomic::new(0) }; RevokeCause::COUNT],
-            pages: Atomic::new(0),
         }
     }
 
-    /// Counts one revocation of `pages` entries.
-    pub(crate) fn count(&self, cause: RevokeCause, pages: u64) {
+    /// Counts one revocation.
+    pub(crate) fn count(&self, cause: RevokeCause) {
         self.by_cause[cause as usize].fetch_add(1, Relaxed);
-        self.pages.fetch_add(pages, Relaxed);
     }
 
     /// The revocations by cause.
@@ -124,6 +120,8 @@ pub(crate) struct DeviceStats {
     pub(crate) svm: Arc<svm::Stats>,
     /// The revocations of all the device's page tables.
     pub(crate) revocations: Revocations,
+    /// Entries the revocations removed.
+    pub(crate) pages_revoked: Atomic<u64>,
     /// The faults of all the device's files.
     pub(crate) faults: Faults,
     /// Fault latency histogram of the sampled faults, see [`LATENCY_BUCKETS`].
@@ -138,6 +136,7 @@ impl DeviceStats {
             Self {
                 svm: svm::Stats::new_shared()?,
                 revocations: Revocations::new(),
+                pages_revoked: Atomic::new(0),
                 faults: Faults::new(),
                 latency_us: [const { Atomic::new(0) }; LATENCY_BUCKETS],
                 ops: Atomic::new(0),
@@ -162,7 +161,7 @@ impl fmt::Debug for StatsFile {
             writeln!(f, "{name}: {n}")?;
         }
         let revocations = &self.0.revocations;
-        writeln!(f, "pages_revoked: {}", revocations.pages.load(Relaxed))?;
+        writeln!(f, "pages_revoked: {}", self.0.pages_revoked.load(Relaxed))?;
         write!(f, "revocations:")?;
         for (cause, n) in RevokeCause::ALL.iter().zip(revocations.by_cause()) {
             write!(f, " {}={n}", cause.name())?;
