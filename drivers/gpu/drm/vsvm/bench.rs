@@ -8,13 +8,14 @@
 //! - `bare`: `make_device_exclusive()` and release, one mmap read lock for the loop; no
 //!   notifier, no device page table: not something a correct driver can do;
 //! - `floor`, `floor_batch`: a lower bound for a correct driver: a registered interval notifier
-//!   whose callback takes the driver lock, clears the range in a preallocated PTE array and
-//!   publishes the sequence (but not for the device's own grant: its `MMU_NOTIFY_EXCLUSIVE`,
-//!   and what the granting task invalidates inside `make_device_exclusive()`, such as a PMD
-//!   split, or every retry would fault back the entry the previous attempt made), then per
-//!   page `read_begin`, `make_device_exclusive()`, the lock, `read_retry`, one store into the
-//!   array, unlock, folio unlock and put; `floor` takes the mmap read lock per page,
-//!   `floor_batch` once for the loop;
+//!   whose callback takes the driver lock, clears the range in a preallocated PTE array (ending
+//!   the DMA mappings of its entries) and publishes the sequence (but not for the device's own
+//!   grant: its `MMU_NOTIFY_EXCLUSIVE`, and what the granting task invalidates inside
+//!   `make_device_exclusive()`, such as a PMD split, or every retry would fault back the entry
+//!   the previous attempt made), then per page `read_begin`, `make_device_exclusive()`, the
+//!   lock, `read_retry`, the page's DMA mapping for the device and one store into the array,
+//!   unlock, folio unlock and put; `floor` takes the mmap read lock per page, `floor_batch`
+//!   once for the loop;
 //! - `backend`, `backend_batch`: a fresh [`SvmContext`] granting the pages one fault each, or
 //!   in one fault;
 //! - `profile`: `backend` with the context's phase timing on.
@@ -24,6 +25,15 @@
 
 use core::fmt;
 use kernel::{
+    device::{
+        Bound,
+        Device, //
+    },
+    dma::{
+        streaming,
+        DataDirection,
+        DmaAddress, //
+    },
     drm::svm::{
         Config,
         Phase,
@@ -71,6 +81,8 @@ const MAX_RETRIES: u32 = 1000;
 
 /// The last results.
 pub(crate) struct Bench {
+    /// The device pages are mapped for (a vsvm instance's).
+    dma: &'static Device<Bound>,
     ns: [Atomic<u64>; NAMES.len()],
     /// Per-page time of each phase of the last `profile` run.
     phase_ns: [Atomic<u64>; Phase::COUNT],
@@ -84,10 +96,26 @@ struct FloorNotifier {
     granting: Atomic<usize>,
     /// The first page the PTEs map.
     start: usize,
-    /// The device's PTEs (page frame numbers, 0 for none), under the driver lock the grant's
-    /// commit and the callback share.
+    dma: &'static Device<Bound>,
+    /// The device's PTEs (DMA addresses of pages mapped for `dma`, 0 for none), under the
+    /// driver lock the grant's commit and the callback share.
     #[pin]
-    ptes: Mutex<KVec<usize>>,
+    ptes: Mutex<KVec<DmaAddress>>,
+}
+
+impl FloorNotifier {
+    /// Clears `ptes[i]`, ending its DMA mapping.
+    fn clear(&self, pte: &mut DmaAddress) {
+        if *pte != 0 {
+            // SAFETY: A non-zero entry is a live mapping of a page for `dma` (made in
+            // `Bench::floor()` with these arguments), cleared here; the device-exclusive entry
+            // keeps the page alive until the invalidation or the run is over.
+            unsafe {
+                streaming::unmap_page(self.dma, *pte, PAGE_SIZE, DataDirection::Bidirectional)
+            };
+            *pte = 0;
+        }
+    }
 }
 
 impl MmuIntervalNotifierOps for FloorNotifier {
@@ -112,7 +140,7 @@ impl MmuIntervalNotifierOps for FloorNotifier {
         let first = range.start().saturating_sub(data.start) / PAGE_SIZE;
         let end = (range.end().saturating_sub(data.start) / PAGE_SIZE).min(ptes.len());
         for pte in ptes.iter_mut().take(end).skip(first) {
-            *pte = 0;
+            data.clear(pte);
         }
         if data.granting.load(Relaxed) == Task::current_raw() as usize {
             // SAFETY: The probe is the notifier's only reader, and this invalidation its own,
@@ -128,8 +156,10 @@ impl MmuIntervalNotifierOps for FloorNotifier {
 }
 
 impl Bench {
-    pub(crate) fn new() -> Self {
+    /// The benchmark of a device that maps pages for `dma`.
+    pub(crate) fn new(dma: &'static Device<Bound>) -> Self {
         Self {
+            dma,
             ns: [const { Atomic::new(0) }; NAMES.len()],
             phase_ns: [const { Atomic::new(0) }; Phase::COUNT],
         }
@@ -167,11 +197,11 @@ impl Bench {
         let owner = Owner::from_ptr(self);
         let ns = match what {
             "bare" => Self::bare(mm, owner, addr, npages)?,
-            "floor" => Self::floor(mm, owner, addr, npages, false)?,
-            "floor_batch" => Self::floor(mm, owner, addr, npages, true)?,
+            "floor" => self.floor(mm, owner, addr, npages, false)?,
+            "floor_batch" => self.floor(mm, owner, addr, npages, true)?,
             "backend" | "profile" => self.backend(mm, owner, addr, npages, what == "profile")?,
             "backend_batch" => {
-                let ctx = Self::context(mm, owner, false)?;
+                let ctx = self.context(mm, owner, false)?;
                 let start = Instant::<Monotonic>::now();
                 ctx.atomic_fault(addr, npages)?;
                 start.elapsed().as_nanos() as u64
@@ -196,6 +226,7 @@ impl Bench {
 
     /// Time of the correct floor, the mmap lock taken per page or once (`batch`).
     fn floor(
+        &self,
         mm: &MmWithUser,
         owner: Owner,
         addr: usize,
@@ -203,7 +234,7 @@ impl Bench {
         batch: bool,
     ) -> Result<u64> {
         let mut ptes = KVec::with_capacity(npages, GFP_KERNEL)?;
-        ptes.resize(npages, 0usize, GFP_KERNEL)?;
+        ptes.resize(npages, 0, GFP_KERNEL)?;
         let notifier = KBox::pin_init(
             MmuIntervalNotifier::new(
                 mm,
@@ -213,6 +244,7 @@ impl Bench {
                     owner,
                     granting: Atomic::new(0),
                     start: addr,
+                    dma: self.dma,
                     ptes <- new_mutex!(ptes),
                 }? Error),
             ),
@@ -250,12 +282,23 @@ impl Bench {
                     }
                     continue;
                 }
-                ptes[i] = folio.pfn();
+                ptes[i] = streaming::map_page(
+                    self.dma,
+                    &folio.page(),
+                    0,
+                    PAGE_SIZE,
+                    DataDirection::Bidirectional,
+                )?;
                 break;
             }
         }
         batch_guard.take();
-        Ok(start.elapsed().as_nanos() as u64)
+        let ns = start.elapsed().as_nanos() as u64;
+        // The device lets go of what it still maps before the notifier goes.
+        for pte in notifier.data().ptes.lock().iter_mut() {
+            notifier.data().clear(pte);
+        }
+        Ok(ns)
     }
 
     /// Time of single-page faults of a fresh context (with its phases, for `profile`).
@@ -267,7 +310,7 @@ impl Bench {
         npages: usize,
         profile: bool,
     ) -> Result<u64> {
-        let ctx = Self::context(mm, owner, profile)?;
+        let ctx = self.context(mm, owner, profile)?;
         let start = Instant::<Monotonic>::now();
         for i in 0..npages {
             ctx.atomic_fault(addr + i * PAGE_SIZE, 1)?;
@@ -283,6 +326,7 @@ impl Bench {
     }
 
     fn context(
+        &self,
         mm: &MmWithUser,
         owner: Owner,
         profile: bool,
@@ -290,7 +334,7 @@ impl Bench {
         let mut config = Config::new(owner);
         config.profile = profile;
         KBox::pin_init(
-            SvmContext::<PageTable>::new(mm, PageTable::new(None), config),
+            SvmContext::<PageTable>::new(mm, PageTable::new(self.dma, None), config),
             GFP_KERNEL,
         )
     }

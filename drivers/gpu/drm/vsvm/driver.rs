@@ -4,7 +4,15 @@
 
 use kernel::{
     debugfs,
-    device::DeviceContext,
+    device::{
+        Bound,
+        Device,
+        DeviceContext, //
+    },
+    dma::{
+        streaming,
+        DmaMask, //
+    },
     drm::{
         self,
         gem,
@@ -36,6 +44,11 @@ pub(crate) struct VsvmData {
     pub(crate) residency: Option<Arc<kernel::drm::svm::Residency>>,
     /// Counters of the device, over all its files.
     pub(crate) stats: Arc<DeviceStats>,
+    /// The device pages are mapped for: the faux device, with a DMA mask.
+    ///
+    /// It stays bound as long as the module is loaded, and the module stays loaded while a
+    /// file of the device is open (an open file holds a reference to it).
+    pub(crate) dma: &'static Device<Bound>,
 }
 
 /// The DRM device type of this driver.
@@ -74,8 +87,11 @@ impl drm::Driver for VsvmDriver {
 /// # Invariants
 ///
 /// `_drm` borrows the device of `_faux`, which is boxed (its address is stable) and outlives
-/// `_drm`: fields drop in declaration order.
+/// `_drm`: fields drop in declaration order. The faux device is unregistered only when the
+/// module is unloaded, so it is bound while any of the DRM device's files is open.
 pub(crate) struct Instance {
+    #[cfg(CONFIG_DRM_VSVM_BENCH)]
+    dma: &'static Device<Bound>,
     _drm: drm::Registration<'static, VsvmDriver>,
     _stats: Pin<KBox<debugfs::File<StatsFile>>>,
     _dir: debugfs::Dir,
@@ -83,6 +99,12 @@ pub(crate) struct Instance {
 }
 
 impl Instance {
+    /// The device this instance maps pages for.
+    #[cfg(CONFIG_DRM_VSVM_BENCH)]
+    pub(crate) fn dma(&self) -> &'static Device<Bound> {
+        self.dma
+    }
+
     /// Creates and registers GPU number `index`.
     pub(crate) fn new(
         index: u32,
@@ -95,6 +117,14 @@ impl Instance {
         // SAFETY: The faux registration is boxed and dropped after `drm` (see the type
         // invariants), so the device stays bound for as long as the reference is used.
         let fdev: &'static faux::Device<kernel::device::Bound> = unsafe { &*fdev };
+        // A GPU reaches memory by DMA: a faux bus gives it no DMA mask, so set one, as vgem
+        // does. The engines reach memory by the DMA addresses the page table holds, which
+        // needs the DMA API to map the device directly.
+        // SAFETY: The device was just created: nothing maps or allocates for its DMA yet.
+        unsafe { streaming::coerce_mask_and_coherent(fdev.as_ref(), DmaMask::new::<64>()) }?;
+        if !streaming::is_direct(fdev.as_ref()) {
+            return Err(EOPNOTSUPP);
+        }
         let stats = DeviceStats::new()?;
         let dir = debugfs.subdir(&name);
         let stats_file = KBox::pin_init(
@@ -105,6 +135,7 @@ impl Instance {
             index,
             residency,
             stats,
+            dma: fdev.as_ref(),
         };
         let unregistered = drm::UnregisteredDevice::<VsvmDriver>::new(fdev, Ok::<_, Error>(data))?;
         // SAFETY: The registration is stored in `Self` and dropped before the faux device; it
@@ -112,6 +143,8 @@ impl Instance {
         let drm = unsafe { drm::Registration::new(fdev.as_ref(), unregistered, (), 0)? };
         // INVARIANT: `drm` borrows `faux`'s device and is declared first.
         Ok(Self {
+            #[cfg(CONFIG_DRM_VSVM_BENCH)]
+            dma: fdev.as_ref(),
             _drm: drm,
             _stats: stats_file,
             _dir: dir,

@@ -41,7 +41,10 @@ use crate::{
         Op,
         Width, //
     },
-    pt::PageTable,
+    pt::{
+        DevicePage,
+        PageTable, //
+    },
     stats::{
         count_fault,
         Faults, //
@@ -89,9 +92,10 @@ impl drm::file::DriverFile for File {
         if crate::module_parameters::per_fault_notifiers.value() {
             config.notifiers = NotifierMode::PerFault;
         }
+        let pt = PageTable::new(data.dma, Some(data.stats.clone()));
         KBox::pin_init(
             try_pin_init!(File {
-                ctx <- SvmContext::new(mm, PageTable::new(Some(data.stats.clone())), config),
+                ctx <- SvmContext::new(mm, pt, config),
                 device: data.index,
                 ops: Atomic::new(0),
                 faults: Faults::new(),
@@ -113,28 +117,24 @@ impl File {
         }
     }
 
-    /// Runs `f` on the granted page of `addr`, faulting it in as the device would, until it
-    /// succeeds or [`OP_DEADLINE`] passes. Returns `f`'s result and the faults taken.
+    /// Runs `f` on the page of `addr` as the device reaches it, through its page table,
+    /// faulting it in as the device would, until it succeeds or [`OP_DEADLINE`] passes.
+    /// Returns `f`'s result and the faults taken.
     fn with_page<R>(
         dev: &VsvmDevice<Registered>,
         file: &drm::File<File>,
         ctx: &SvmContext<PageTable>,
         addr: usize,
-        mut f: impl FnMut(&kernel::drm::svm::AtomicPage<'_>) -> Result<R>,
+        mut f: impl FnMut(&DevicePage<'_>) -> Result<R>,
     ) -> Result<(R, u64)> {
         let page = addr & PAGE_MASK;
         let start = Instant::<Monotonic>::now();
         let mut faults = 0;
         loop {
-            let done = ctx.with_atomic_page(page, |pt, p| {
-                // The device walks its page table: only an atomic entry lets the op through.
-                if pt.is_atomic(page) {
-                    Some(f(p))
-                } else {
-                    None
-                }
-            });
-            if let Some(Some(r)) = done {
+            // The device walks its own page table, under its lock: only an atomic entry lets
+            // the operation through, and an invalidation waits until the operation is done.
+            let done = ctx.with_page_table(|pt| pt.translate(page).map(|p| f(&p)));
+            if let Some(r) = done {
                 return Ok((r?, faults));
             }
             if faults > 0 && start.elapsed() > OP_DEADLINE {

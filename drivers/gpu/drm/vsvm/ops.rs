@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The device's atomic operations, run on a granted page.
+//! The device's atomic operations, run on a page the device reaches through its page table.
 
+use crate::pt::DevicePage;
 use kernel::{
-    drm::svm::AtomicPage,
     prelude::*,
     sync::atomic::{
         Atomic,
@@ -104,7 +104,7 @@ apply_fn!(apply_u64, u64);
 /// Runs `op` on the value at byte `offset` of `page` with `window` between its read and its
 /// write; returns the old value.
 pub(crate) fn run(
-    page: &AtomicPage<'_>,
+    page: &DevicePage<'_>,
     offset: usize,
     width: Width,
     op: Op,

@@ -1,18 +1,33 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The device page table: user address → page frame and permission bits, in leaves of 512
-//! entries (2 MiB with 4 KiB pages), like a GPU's last level.
+//! The device page table: user address → DMA address and permission bits, in leaves of 512
+//! entries (2 MiB with 4 KiB pages), like a GPU's last level. The device reaches memory only
+//! through it: [`PageTable::translate`] is its page walk.
 
 use crate::stats::{
     DeviceStats,
     Revocations, //
 };
+use core::{
+    marker::PhantomData,
+    ptr::NonNull, //
+};
 use kernel::{
+    device::{
+        Bound,
+        Device, //
+    },
+    dma::{
+        streaming,
+        DataDirection,
+        DmaAddress, //
+    },
     drm::svm,
     mm::device_exclusive::DeviceExclusiveFolio,
     page::{
         PAGE_MASK,
-        PAGE_SHIFT, //
+        PAGE_SHIFT,
+        PAGE_SIZE, //
     },
     prelude::*,
     rbtree::{
@@ -21,7 +36,11 @@ use kernel::{
         RBTreeNodeReservation, //
     },
     sync::{
-        atomic::Relaxed,
+        atomic::{
+            Atomic,
+            AtomicType,
+            Relaxed, //
+        },
         Arc, //
     },
     uapi,
@@ -30,17 +49,55 @@ use kernel::{
 /// Entries in a leaf.
 const LEAF_ENTRIES: usize = 512;
 
-/// Entries of one leaf: `pfn << PAGE_SHIFT | DRM_VSVM_PTE_*`, 0 for none.
+/// How the device's mappings are made: it reads and writes the pages.
+const DIR: DataDirection = DataDirection::Bidirectional;
+
+/// Entries of one leaf: a page-aligned DMA address `| DRM_VSVM_PTE_*`, 0 for none.
 type Entries = [u64; LEAF_ENTRIES];
 
 /// One device page table entry.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Pte {
-    /// Page frame the entry maps.
-    #[expect(dead_code, reason = "what real hardware would be programmed with")]
-    pub(crate) pfn: usize,
+    /// The DMA address of the page the entry maps.
+    pub(crate) dma: DmaAddress,
     /// `DRM_VSVM_PTE_*` bits.
     pub(crate) bits: u32,
+}
+
+impl Pte {
+    fn from_entry(e: u64) -> Option<Self> {
+        (e != 0).then_some(Pte {
+            dma: e & PAGE_MASK as u64,
+            bits: (e & !(PAGE_MASK as u64)) as u32,
+        })
+    }
+}
+
+/// A page as the device reaches it through its page table: by the DMA address of the entry
+/// (in a bounce buffer, if the DMA API bounced the mapping).
+///
+/// # Invariants
+///
+/// `addr` is the kernel address of a whole page mapped for the device's DMA, and the mapping
+/// lasts for `'a` (the page table is borrowed, so no entry is cleared meanwhile).
+pub(crate) struct DevicePage<'a> {
+    addr: NonNull<u8>,
+    _pt: PhantomData<&'a PageTable>,
+}
+
+impl DevicePage<'_> {
+    /// The naturally aligned `T` at byte `offset` of the page; `EINVAL` if it is misaligned or
+    /// does not fit in the page.
+    pub(crate) fn atomic<T: AtomicType>(&self, offset: usize) -> Result<&Atomic<T>> {
+        let size = core::mem::size_of::<T>();
+        if offset % size != 0 || offset.checked_add(size).is_none_or(|e| e > PAGE_SIZE) {
+            return Err(EINVAL);
+        }
+        // SAFETY: In bounds and aligned by the check above, and mapped for the device while
+        // `self` lives (type invariant). The CPU does not access the page meanwhile (it is
+        // device-exclusive), and the device's accesses are all atomic.
+        Ok(unsafe { Atomic::from_ptr(self.addr.as_ptr().add(offset).cast::<T>()) })
+    }
 }
 
 /// A leaf of the page table.
@@ -63,6 +120,11 @@ pub(crate) struct LeafAlloc {
 }
 
 /// The page table of one vsvm device for one process.
+///
+/// # Invariants
+///
+/// Every entry that is not 0 holds a live DMA mapping of one page for `dma`, made by
+/// [`svm::DriverSvm::map_atomic`] and unmapped when the entry is cleared.
 pub(crate) struct PageTable {
     /// Leaves by index (`addr >> PAGE_SHIFT` / [`LEAF_ENTRIES`]).
     leaves: RBTree<usize, Leaf>,
@@ -72,16 +134,21 @@ pub(crate) struct PageTable {
     /// Revocations of this table, and of the device's tables together (if it has a device).
     pub(crate) revocations: Revocations,
     device: Option<Arc<DeviceStats>>,
+    /// The device the pages are mapped for.
+    dma: &'static Device<Bound>,
 }
 
 impl PageTable {
-    /// A page table whose revocations count in `device`'s totals too, if given.
-    pub(crate) fn new(device: Option<Arc<DeviceStats>>) -> Self {
+    /// An empty page table of a device that maps pages for `dma`; its revocations count in
+    /// `device`'s totals too, if given.
+    pub(crate) fn new(dma: &'static Device<Bound>, device: Option<Arc<DeviceStats>>) -> Self {
+        // INVARIANT: no entries.
         Self {
             leaves: RBTree::new(),
             spare: None,
             revocations: Revocations::new(),
             device,
+            dma,
         }
     }
 
@@ -89,17 +156,32 @@ impl PageTable {
     pub(crate) fn lookup(&self, addr: usize) -> Option<Pte> {
         let page = addr >> PAGE_SHIFT;
         let leaf = self.leaves.get(&(page / LEAF_ENTRIES))?;
-        let e = leaf.entries.as_ref()?[page % LEAF_ENTRIES];
-        (e != 0).then_some(Pte {
-            pfn: (e >> PAGE_SHIFT) as usize,
-            bits: (e & !(PAGE_MASK as u64)) as u32,
+        Pte::from_entry(leaf.entries.as_ref()?[page % LEAF_ENTRIES])
+    }
+
+    /// The device's page walk for an atomic access to `addr`: the page, if the entry has
+    /// atomic permission; `None` is a device fault.
+    pub(crate) fn translate(&self, addr: usize) -> Option<DevicePage<'_>> {
+        let pte = self.lookup(addr)?;
+        if pte.bits & uapi::DRM_VSVM_PTE_ATOMIC == 0 {
+            return None;
+        }
+        // The DMA API maps the device directly: `Instance::new()` checks.
+        let addr = streaming::direct_to_virt(self.dma, pte.dma).ok()?;
+        // INVARIANT: the entry holds a live mapping of a whole page (type invariant of
+        // `PageTable`, the address is page-aligned), and it stays while `self` is borrowed.
+        Some(DevicePage {
+            addr,
+            _pt: PhantomData,
         })
     }
 
-    /// Whether `addr` is mapped with atomic permission.
-    pub(crate) fn is_atomic(&self, addr: usize) -> bool {
-        self.lookup(addr)
-            .is_some_and(|pte| pte.bits & uapi::DRM_VSVM_PTE_ATOMIC != 0)
+    /// Ends the DMA mapping of entry `e` (not 0), which is being cleared.
+    fn unmap_entry(&self, e: u64) {
+        // SAFETY: A non-zero entry holds a live mapping of one page for `self.dma`, made with
+        // `DIR` (type invariant), and the caller clears it. The page is alive: the
+        // device-exclusive entry holds it until the invalidation that unmaps it is done.
+        unsafe { streaming::unmap_page(self.dma, e & PAGE_MASK as u64, PAGE_SIZE, DIR) };
     }
 }
 
@@ -114,12 +196,24 @@ impl svm::DriverSvm for PageTable {
     }
 
     fn map_atomic(&mut self, grant: &DeviceExclusiveFolio, mem: &mut Option<LeafAlloc>) -> Result {
-        let (page, pfn) = (grant.addr() >> PAGE_SHIFT, grant.pfn());
+        let page = grant.addr() >> PAGE_SHIFT;
+        // Mapped first: if the leaf cannot be had, the mapping goes again.
+        let dma = streaming::map_page(self.dma, &grant.page(), 0, PAGE_SIZE, DIR)?;
+        if dma & !(PAGE_MASK as u64) != 0 {
+            // A page table entry holds a page-aligned address: the DMA API gave none.
+            // SAFETY: Just mapped, with these arguments.
+            unsafe { streaming::unmap_page(self.dma, dma, PAGE_SIZE, DIR) };
+            return Err(EIO);
+        }
         let leaf = match self.leaves.entry(page / LEAF_ENTRIES) {
             Entry::Occupied(leaf) => leaf.into_mut(),
             Entry::Vacant(slot) => {
                 // Under the page-table lock: the memory was allocated before it was taken.
-                let alloc = self.spare.take().or_else(|| mem.take()).ok_or(ENOMEM)?;
+                let Some(alloc) = self.spare.take().or_else(|| mem.take()) else {
+                    // SAFETY: Just mapped, with these arguments.
+                    unsafe { streaming::unmap_page(self.dma, dma, PAGE_SIZE, DIR) };
+                    return Err(ENOMEM);
+                };
                 // INVARIANT: all entries of `alloc` are 0.
                 let leaf = Leaf {
                     count: 0,
@@ -128,24 +222,31 @@ impl svm::DriverSvm for PageTable {
                 slot.insert(leaf, alloc.node)
             }
         };
-        let entries = leaf.entries.as_mut().ok_or(ENOMEM)?;
+        // A leaf in the table has its entries (type invariant of `Leaf`).
+        let entries = leaf.entries.as_mut().ok_or(EINVAL)?;
         let entry = &mut entries[page % LEAF_ENTRIES];
-        if *entry == 0 {
+        let old = *entry;
+        if old == 0 {
             // INVARIANT: one more entry is not 0.
             leaf.count += 1;
         }
         let bits = uapi::DRM_VSVM_PTE_VALID | uapi::DRM_VSVM_PTE_WRITE | uapi::DRM_VSVM_PTE_ATOMIC;
-        *entry = ((pfn as u64) << PAGE_SHIFT) | u64::from(bits);
+        // INVARIANT: the entry holds the new mapping; the old one, if any, ends.
+        *entry = dma | u64::from(bits);
+        if old != 0 {
+            self.unmap_entry(old);
+        }
         Ok(())
     }
 
     fn unmap<'a>(&mut self, range: &svm::Unmap<'a>) -> Result<(), svm::Refused<'a>> {
-        // Clearing an entry is all it takes: the device has no TLB to wait for.
+        // Clearing an entry and ending its DMA mapping is all it takes: the device has no TLB to
+        // wait for.
         let (first, last) = (
             range.start() >> PAGE_SHIFT,
             range.end().div_ceil(1 << PAGE_SHIFT),
         );
-        let mut cleared = 0u64;
+        let (mut cleared, dma) = (0u64, self.dma);
         let mut cursor = self.leaves.cursor_lower_bound_mut(&(first / LEAF_ENTRIES));
         while let Some(mut c) = cursor {
             // After removing the last leaf, `remove_current()` moves to the previous one,
@@ -162,8 +263,12 @@ impl svm::DriverSvm for PageTable {
             };
             for entry in entries.iter_mut().take(hi).skip(lo) {
                 if *entry != 0 {
+                    // SAFETY: As in `unmap_entry()`, which `self` cannot be borrowed for here.
+                    unsafe {
+                        streaming::unmap_page(dma, *entry & PAGE_MASK as u64, PAGE_SIZE, DIR)
+                    };
+                    // INVARIANT: one entry fewer is not 0, and its mapping ended.
                     *entry = 0;
-                    // INVARIANT: one entry fewer is not 0.
                     leaf.count -= 1;
                     cleared += 1;
                 }

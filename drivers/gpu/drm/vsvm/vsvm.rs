@@ -66,10 +66,12 @@ pub(crate) fn rmw_window() -> Delta {
     ))
 }
 
+/// The module's state; fields drop in declaration order.
 struct VsvmModule {
-    _instances: KVec<Instance>,
+    /// Before the instances: it maps pages for the first one.
     #[cfg(CONFIG_DRM_VSVM_BENCH)]
     _bench: Pin<KBox<debugfs::File<bench::Bench>>>,
+    _instances: KVec<Instance>,
     _debugfs: debugfs::Dir,
 }
 
@@ -100,18 +102,20 @@ impl kernel::Module for VsvmModule {
         pr_info!(
             "{count} virtual SVM GPUs, residency {residency_us} us, atomic window {window} ns\n"
         );
+        #[cfg(CONFIG_DRM_VSVM_BENCH)]
+        let bench = KBox::pin_init(
+            dir.read_write_callback_file(
+                c"bench_floor",
+                bench::Bench::new(instances[0].dma()),
+                &bench::Bench::show,
+                &bench::Bench::run,
+            ),
+            GFP_KERNEL,
+        )?;
         Ok(Self {
-            _instances: instances,
             #[cfg(CONFIG_DRM_VSVM_BENCH)]
-            _bench: KBox::pin_init(
-                dir.read_write_callback_file(
-                    c"bench_floor",
-                    bench::Bench::new(),
-                    &bench::Bench::show,
-                    &bench::Bench::run,
-                ),
-                GFP_KERNEL,
-            )?,
+            _bench: bench,
+            _instances: instances,
             _debugfs: dir,
         })
     }
