@@ -160,6 +160,7 @@ use crate::{
     time::Delta, //
 };
 
+mod charge;
 mod context;
 mod fault;
 mod granting;

@@ -3,6 +3,7 @@
 //! The per-(device, mm) SVM context and its fault path.
 
 use super::{
+    charge::RemoteCharge,
     fault::{
         Fault,
         Profiler, //
@@ -297,12 +298,15 @@ impl<T: DriverSvm> SvmContext<T> {
         let prof = Profiler::new(stats, self.config.profile.then(Instant::<Monotonic>::now));
         trace::fault_begin(self.shared.owner, addr, npages);
         let current = crate::current!();
-        let owned;
+        let (owned, _charge);
         let mm = match current.mm() {
             // The caller's own mm (a fault from its ioctl): its task keeps it alive.
             Some(mm) if self.is_mm(mm) => mm,
             _ => {
+                // Another task (a driver's fault worker): what the fault allocates is the
+                // process's, as from its own ioctl.
                 owned = self.mm.mmget_not_zero().ok_or(ESRCH)?;
+                _charge = RemoteCharge::new(&owned);
                 &*owned
             }
         };
