@@ -25,6 +25,7 @@ use kernel::{
 };
 
 use crate::{
+    fault_buffer::FaultBuffer,
     file::File,
     gem::VsvmObject,
     stats::{
@@ -44,6 +45,8 @@ pub(crate) struct VsvmData {
     pub(crate) residency: Option<Arc<kernel::drm::svm::Residency>>,
     /// Counters of the device, over all its files.
     pub(crate) stats: Arc<DeviceStats>,
+    /// Where the device's page walks that miss write their faults.
+    pub(crate) faults: Arc<FaultBuffer>,
     /// The device pages are mapped for: the faux device, with a DMA mask.
     ///
     /// It stays bound as long as the module is loaded, and the module stays loaded while a
@@ -93,6 +96,9 @@ pub(crate) struct Instance {
     #[cfg(CONFIG_DRM_VSVM_BENCH)]
     dma: &'static Device<Bound>,
     _drm: drm::Registration<'static, VsvmDriver>,
+    /// After the DRM device: no file is open when the instance goes (the module is being
+    /// unloaded), so no record can come; the worker may still be finishing.
+    _faults: FlushOnDrop,
     _stats: Pin<KBox<debugfs::File<StatsFile>>>,
     _dir: debugfs::Dir,
     _faux: KBox<faux::Registration>,
@@ -126,6 +132,7 @@ impl Instance {
             return Err(EOPNOTSUPP);
         }
         let stats = DeviceStats::new()?;
+        let faults = FaultBuffer::new(stats.clone())?;
         let dir = debugfs.subdir(&name);
         let stats_file = KBox::pin_init(
             dir.read_only_file(c"stats", StatsFile(stats.clone())),
@@ -135,6 +142,7 @@ impl Instance {
             index,
             residency,
             stats,
+            faults: faults.clone(),
             dma: fdev.as_ref(),
         };
         let unregistered = drm::UnregisteredDevice::<VsvmDriver>::new(fdev, Ok::<_, Error>(data))?;
@@ -146,9 +154,20 @@ impl Instance {
             #[cfg(CONFIG_DRM_VSVM_BENCH)]
             dma: fdev.as_ref(),
             _drm: drm,
+            _faults: FlushOnDrop(faults),
             _stats: stats_file,
             _dir: dir,
             _faux: faux,
         })
+    }
+}
+
+/// Waits for the fault worker when dropped: its code is the module's, and the contexts whose
+/// last reference it drops map pages for the instance's device.
+struct FlushOnDrop(Arc<FaultBuffer>);
+
+impl Drop for FlushOnDrop {
+    fn drop(&mut self) {
+        self.0.flush();
     }
 }

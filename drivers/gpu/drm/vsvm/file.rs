@@ -19,9 +19,12 @@ use kernel::{
         PAGE_SIZE, //
     },
     prelude::*,
-    sync::atomic::{
-        Atomic,
-        Relaxed, //
+    sync::{
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        Arc, //
     },
     time::{
         Delta,
@@ -69,10 +72,12 @@ const _: () = {
 };
 
 /// The per-open state: the context binds the device to the opener's address space.
+///
+/// The fault records of the file's operations share the context: it goes when the file is
+/// closed and the worker is done with them.
 #[pin_data]
 pub(crate) struct File {
-    #[pin]
-    ctx: SvmContext<PageTable>,
+    ctx: Arc<SvmContext<PageTable>>,
     device: u32,
     ops: Atomic<u64>,
     faults: Faults,
@@ -93,9 +98,10 @@ impl drm::file::DriverFile for File {
             config.notifiers = NotifierMode::PerFault;
         }
         let pt = PageTable::new(data.dma, Some(data.stats.clone()));
+        let ctx = Arc::pin_init(SvmContext::new(mm, pt, config), GFP_KERNEL_ACCOUNT)?;
         KBox::pin_init(
             try_pin_init!(File {
-                ctx <- SvmContext::new(mm, pt, config),
+                ctx,
                 device: data.index,
                 ops: Atomic::new(0),
                 faults: Faults::new(),
@@ -108,7 +114,7 @@ impl drm::file::DriverFile for File {
 impl File {
     /// The context, if the caller is the process that opened the file: a file descriptor
     /// passed to another process, or kept across `exec()`, gives no access to either mm.
-    fn ctx(file: &drm::File<File>) -> Result<&SvmContext<PageTable>> {
+    fn ctx(file: &drm::File<File>) -> Result<&Arc<SvmContext<PageTable>>> {
         let this = file.inner().get_ref();
         let task = kernel::current!();
         match task.mm() {
@@ -123,7 +129,7 @@ impl File {
     fn with_page<R>(
         dev: &VsvmDevice<Registered>,
         file: &drm::File<File>,
-        ctx: &SvmContext<PageTable>,
+        ctx: &Arc<SvmContext<PageTable>>,
         addr: usize,
         mut f: impl FnMut(&DevicePage<'_>) -> Result<R>,
     ) -> Result<(R, u64)> {
@@ -141,11 +147,13 @@ impl File {
                 return Err(EBUSY);
             }
             faults += 1;
-            Self::fault(dev, file, || ctx.atomic_fault(page, 1))?;
+            // A miss: a record in the device's fault buffer; the operation stalls until the
+            // fault worker has serviced it, then replays.
+            Self::fault(dev, file, || dev.faults.fault(ctx, page))?;
         }
     }
 
-    /// Runs `atomic_fault()`, `fault`, counted in the file's and the device's statistics: they
+    /// Runs a fault, `fault`, counted in the file's and the device's statistics: they
     /// are the driver's, as the backend keeps only what happens inside a fault.
     fn fault(
         dev: &VsvmDevice<Registered>,

@@ -128,6 +128,15 @@ pub(crate) struct DeviceStats {
     latency_us: [Atomic<u64>; LATENCY_BUCKETS],
     /// Atomic operations performed.
     pub(crate) ops: Atomic<u64>,
+    /// Records written into the fault buffer.
+    pub(crate) fault_records: Atomic<u64>,
+    /// Times the fault worker took the records out of the buffer.
+    pub(crate) fault_batches: Atomic<u64>,
+    /// Ranges the worker granted (one `atomic_fault()` each): records of one context on
+    /// consecutive pages merge into one.
+    pub(crate) fault_ranges: Atomic<u64>,
+    /// Faults that found the buffer full, and waited for room.
+    pub(crate) buffer_full: Atomic<u64>,
 }
 
 impl DeviceStats {
@@ -140,6 +149,10 @@ impl DeviceStats {
                 faults: Faults::new(),
                 latency_us: [const { Atomic::new(0) }; LATENCY_BUCKETS],
                 ops: Atomic::new(0),
+                fault_records: Atomic::new(0),
+                fault_batches: Atomic::new(0),
+                fault_ranges: Atomic::new(0),
+                buffer_full: Atomic::new(0),
             },
             GFP_KERNEL,
         )?)
@@ -160,6 +173,10 @@ impl fmt::Debug for StatsFile {
         for (name, n) in s.counters() {
             writeln!(f, "{name}: {n}")?;
         }
+        writeln!(f, "fault_records: {}", self.0.fault_records.load(Relaxed))?;
+        writeln!(f, "fault_batches: {}", self.0.fault_batches.load(Relaxed))?;
+        writeln!(f, "fault_ranges: {}", self.0.fault_ranges.load(Relaxed))?;
+        writeln!(f, "fault_buffer_full: {}", self.0.buffer_full.load(Relaxed))?;
         let revocations = &self.0.revocations;
         writeln!(f, "pages_revoked: {}", self.0.pages_revoked.load(Relaxed))?;
         write!(f, "revocations:")?;

@@ -11,6 +11,7 @@
 #[cfg(CONFIG_DRM_VSVM_BENCH)]
 mod bench;
 mod driver;
+mod fault_buffer;
 mod file;
 mod gem;
 mod ops;
