@@ -93,8 +93,6 @@ impl drm::Driver for VsvmDriver {
 /// `_drm`: fields drop in declaration order. The faux device is unregistered only when the
 /// module is unloaded, so it is bound while any of the DRM device's files is open.
 pub(crate) struct Instance {
-    #[cfg(CONFIG_DRM_VSVM_BENCH)]
-    dma: &'static Device<Bound>,
     _drm: drm::Registration<'static, VsvmDriver>,
     /// After the DRM device: no file is open when the instance goes (the module is being
     /// unloaded), so no record can come; the worker may still be finishing.
@@ -108,7 +106,8 @@ impl Instance {
     /// The device this instance maps pages for.
     #[cfg(CONFIG_DRM_VSVM_BENCH)]
     pub(crate) fn dma(&self) -> &'static Device<Bound> {
-        self.dma
+        // Held for its drop (hence the underscore); read only by the benchmark.
+        self._drm.device().dma
     }
 
     /// Creates and registers GPU number `index`.
@@ -151,8 +150,6 @@ impl Instance {
         let drm = unsafe { drm::Registration::new(fdev.as_ref(), unregistered, (), 0)? };
         // INVARIANT: `drm` borrows `faux`'s device and is declared first.
         Ok(Self {
-            #[cfg(CONFIG_DRM_VSVM_BENCH)]
-            dma: fdev.as_ref(),
             _drm: drm,
             _faults: FlushOnDrop(faults),
             _stats: stats_file,

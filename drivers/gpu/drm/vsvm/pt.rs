@@ -73,6 +73,18 @@ impl Pte {
     }
 }
 
+/// Ends the DMA mapping at `dma` for `dev`; the bits of an entry below the page are ignored.
+///
+/// # Safety
+///
+/// The page-aligned part of `dma` is a live mapping of one page for `dev`, made with [`DIR`]
+/// and ended nowhere else, and the page is alive: the device-exclusive entry holds a granted
+/// page until the invalidation that unmaps it is done.
+unsafe fn end_mapping(dev: &Device<Bound>, dma: u64) {
+    // SAFETY: By the safety requirements.
+    unsafe { streaming::unmap_page(dev, dma & PAGE_MASK as u64, PAGE_SIZE, DIR) };
+}
+
 /// A page as the device reaches it through its page table: by the DMA address of the entry
 /// (in a bounce buffer, if the DMA API bounced the mapping).
 ///
@@ -175,14 +187,6 @@ impl PageTable {
             _pt: PhantomData,
         })
     }
-
-    /// Ends the DMA mapping of entry `e` (not 0), which is being cleared.
-    fn unmap_entry(&self, e: u64) {
-        // SAFETY: A non-zero entry holds a live mapping of one page for `self.dma`, made with
-        // `DIR` (type invariant), and the caller clears it. The page is alive: the
-        // device-exclusive entry holds it until the invalidation that unmaps it is done.
-        unsafe { streaming::unmap_page(self.dma, e & PAGE_MASK as u64, PAGE_SIZE, DIR) };
-    }
 }
 
 impl svm::DriverSvm for PageTable {
@@ -201,8 +205,8 @@ impl svm::DriverSvm for PageTable {
         let dma = streaming::map_page(self.dma, &grant.page(), 0, PAGE_SIZE, DIR)?;
         if dma & !(PAGE_MASK as u64) != 0 {
             // A page table entry holds a page-aligned address: the DMA API gave none.
-            // SAFETY: Just mapped, with these arguments.
-            unsafe { streaming::unmap_page(self.dma, dma, PAGE_SIZE, DIR) };
+            // SAFETY: Just mapped, for this page, which the grant holds.
+            unsafe { end_mapping(self.dma, dma) };
             return Err(EIO);
         }
         let leaf = match self.leaves.entry(page / LEAF_ENTRIES) {
@@ -210,8 +214,8 @@ impl svm::DriverSvm for PageTable {
             Entry::Vacant(slot) => {
                 // Under the page-table lock: the memory was allocated before it was taken.
                 let Some(alloc) = self.spare.take().or_else(|| mem.take()) else {
-                    // SAFETY: Just mapped, with these arguments.
-                    unsafe { streaming::unmap_page(self.dma, dma, PAGE_SIZE, DIR) };
+                    // SAFETY: Just mapped, for this page, which the grant holds.
+                    unsafe { end_mapping(self.dma, dma) };
                     return Err(ENOMEM);
                 };
                 // INVARIANT: all entries of `alloc` are 0.
@@ -234,7 +238,9 @@ impl svm::DriverSvm for PageTable {
         // INVARIANT: the entry holds the new mapping; the old one, if any, ends.
         *entry = dma | u64::from(bits);
         if old != 0 {
-            self.unmap_entry(old);
+            // SAFETY: A non-zero entry holds a live mapping for `self.dma` (type invariant),
+            // whose page the device-exclusive entry still holds; the entry no longer has it.
+            unsafe { end_mapping(self.dma, old) };
         }
         Ok(())
     }
@@ -263,10 +269,9 @@ impl svm::DriverSvm for PageTable {
             };
             for entry in entries.iter_mut().take(hi).skip(lo) {
                 if *entry != 0 {
-                    // SAFETY: As in `unmap_entry()`, which `self` cannot be borrowed for here.
-                    unsafe {
-                        streaming::unmap_page(dma, *entry & PAGE_MASK as u64, PAGE_SIZE, DIR)
-                    };
+                    // SAFETY: A non-zero entry holds a live mapping for `dma` (type invariant),
+                    // cleared below; the page is alive until this invalidation is done.
+                    unsafe { end_mapping(dma, *entry) };
                     // INVARIANT: one entry fewer is not 0, and its mapping ended.
                     *entry = 0;
                     leaf.count -= 1;
