@@ -17,6 +17,8 @@ extern "C" {
 #define DRM_VSVM_PREFETCH	0x02
 #define DRM_VSVM_QUERY		0x03
 #define DRM_VSVM_STATS		0x04
+#define DRM_VSVM_SUBMIT		0x05
+#define DRM_VSVM_WAIT		0x06
 
 /**
  * enum drm_vsvm_op - atomic operations of the virtual device
@@ -202,6 +204,93 @@ struct drm_vsvm_stats {
 	__u64 reserved;
 };
 
+/**
+ * struct drm_vsvm_job_op - one operation of a job
+ * @addr: user address, naturally aligned for @width
+ * @operand: as in &struct drm_vsvm_atomic
+ * @compare: as in &struct drm_vsvm_atomic
+ * @op: an &enum drm_vsvm_op
+ * @width: 32 or 64
+ * @flags: must be 0
+ * @pad: must be 0
+ */
+struct drm_vsvm_job_op {
+	__u64 addr;
+	__u64 operand;
+	__u64 compare;
+	__u32 op;
+	__u32 width;
+	__u32 flags;
+	__u32 pad;
+};
+
+/**
+ * struct drm_vsvm_job_result - what one operation of a job did
+ * @value: the old value, if @error is 0
+ * @error: 0, or the negative errno the operation failed with (%EFAULT: no
+ *	memory there; %EBUSY: it kept faulting; %ECANCELED: the device was reset
+ *	or the job cancelled); the job's later operations still run
+ * @faults: device faults the operation took
+ */
+struct drm_vsvm_job_result {
+	__u64 value;
+	__s32 error;
+	__u32 faults;
+};
+
+/* Most operations in one job. */
+#define DRM_VSVM_SUBMIT_MAX	256
+
+/* Most jobs a file may have submitted and not waited for. */
+#define DRM_VSVM_JOBS_MAX	16
+
+/**
+ * struct drm_vsvm_submit - queue a job for the device's engines
+ * @ops: user pointer to @count &struct drm_vsvm_job_op, read at submission
+ * @results: user pointer to @count &struct drm_vsvm_job_result, written by
+ *	the %DRM_IOCTL_VSVM_WAIT that sees the job complete
+ * @count: 1 to %DRM_VSVM_SUBMIT_MAX operations, run in order
+ * @flags: must be 0
+ * @seqno: (out) the job's sequence number, for %DRM_IOCTL_VSVM_WAIT; a file's
+ *	jobs are numbered 1, 2, 3, ...
+ * @reserved: must be 0
+ *
+ * Returns at once. Fails with %EAGAIN when %DRM_VSVM_JOBS_MAX jobs of the file
+ * are outstanding (not yet waited for), and with %EINVAL for a bad operation
+ * (none of the job runs then).
+ */
+struct drm_vsvm_submit {
+	__u64 ops;
+	__u64 results;
+	__u32 count;
+	__u32 flags;
+	__u64 seqno;
+	__u64 reserved;
+};
+
+/**
+ * struct drm_vsvm_wait - wait for a job
+ * @seqno: a sequence number %DRM_IOCTL_VSVM_SUBMIT returned on this file
+ * @timeout_ns: how long to wait, relative; 0 only checks
+ * @flags: must be 0
+ * @pad: must be 0
+ * @reserved: must be 0
+ *
+ * When the job is complete, writes its results to the buffer given at
+ * submission and returns 0; the job is then retired, and waiting for it
+ * again, or for any earlier job, returns 0 at once. Fails with %ETIME if the
+ * job is still running when @timeout_ns has passed, %EINTR if a signal came
+ * (the job runs on: wait again), %EINVAL for a number never returned, and
+ * %EFAULT if the results cannot be written (the job is retired all the same).
+ */
+struct drm_vsvm_wait {
+	__u64 seqno;
+	__s64 timeout_ns;
+	__u32 flags;
+	__u32 pad;
+	__u64 reserved;
+};
+
 /* Note: this is an enum so that it can be resolved by Rust bindgen. */
 enum {
 	DRM_IOCTL_VSVM_ATOMIC = DRM_IOWR(DRM_COMMAND_BASE + DRM_VSVM_ATOMIC,
@@ -214,6 +303,10 @@ enum {
 					struct drm_vsvm_query),
 	DRM_IOCTL_VSVM_STATS = DRM_IOWR(DRM_COMMAND_BASE + DRM_VSVM_STATS,
 					struct drm_vsvm_stats),
+	DRM_IOCTL_VSVM_SUBMIT = DRM_IOWR(DRM_COMMAND_BASE + DRM_VSVM_SUBMIT,
+					 struct drm_vsvm_submit),
+	DRM_IOCTL_VSVM_WAIT = DRM_IOWR(DRM_COMMAND_BASE + DRM_VSVM_WAIT,
+				       struct drm_vsvm_wait),
 };
 
 #if defined(__cplusplus)

@@ -334,7 +334,7 @@ impl Bench {
         let mut config = Config::new(owner);
         config.profile = profile;
         KBox::pin_init(
-            SvmContext::<PageTable>::new(mm, PageTable::new(self.dma, None), config),
+            SvmContext::<PageTable>::new(mm, PageTable::new(self.dma), config),
             GFP_KERNEL,
         )
     }

@@ -4,11 +4,7 @@
 
 use kernel::{
     debugfs,
-    device::{
-        Bound,
-        Device,
-        DeviceContext, //
-    },
+    device::DeviceContext,
     dma::{
         streaming,
         DmaMask, //
@@ -22,9 +18,11 @@ use kernel::{
     prelude::*,
     str::CString,
     sync::Arc, //
+    uaccess::UserSliceReader,
 };
 
 use crate::{
+    engine::Engines,
     fault_buffer::FaultBuffer,
     file::File,
     gem::VsvmObject,
@@ -45,13 +43,11 @@ pub(crate) struct VsvmData {
     pub(crate) residency: Option<Arc<kernel::drm::svm::Residency>>,
     /// Counters of the device, over all its files.
     pub(crate) stats: Arc<DeviceStats>,
-    /// Where the device's page walks that miss write their faults.
-    pub(crate) faults: Arc<FaultBuffer>,
-    /// The device pages are mapped for: the faux device, with a DMA mask.
-    ///
-    /// It stays bound as long as the module is loaded, and the module stays loaded while a
-    /// file of the device is open (an open file holds a reference to it).
-    pub(crate) dma: &'static Device<Bound>,
+    /// The engines, which execute the device's jobs and write their misses into the fault
+    /// buffer. They map pages for the faux device, which has a DMA mask: it stays bound as
+    /// long as the module is loaded, and the module stays loaded while a file of the device is
+    /// open (an open file holds a reference to it).
+    pub(crate) engines: Arc<Engines>,
 }
 
 /// The DRM device type of this driver.
@@ -82,6 +78,8 @@ impl drm::Driver for VsvmDriver {
         (VSVM_PREFETCH, drm_vsvm_prefetch, ioctl::RENDER_ALLOW, File::prefetch),
         (VSVM_QUERY, drm_vsvm_query, ioctl::RENDER_ALLOW, File::query),
         (VSVM_STATS, drm_vsvm_stats, ioctl::RENDER_ALLOW, File::stats),
+        (VSVM_SUBMIT, drm_vsvm_submit, ioctl::RENDER_ALLOW, File::submit),
+        (VSVM_WAIT, drm_vsvm_wait, ioctl::RENDER_ALLOW, File::wait),
     }
 }
 
@@ -95,9 +93,12 @@ impl drm::Driver for VsvmDriver {
 pub(crate) struct Instance {
     _drm: drm::Registration<'static, VsvmDriver>,
     /// After the DRM device: no file is open when the instance goes (the module is being
-    /// unloaded), so no record can come; the worker may still be finishing.
-    _faults: FlushOnDrop,
+    /// unloaded), so no job or record can come; the workers may still be finishing. The
+    /// engines first: a job waits for the fault worker.
+    _engines: FlushOnDrop<Engines>,
+    _faults: FlushOnDrop<FaultBuffer>,
     _stats: Pin<KBox<debugfs::File<StatsFile>>>,
+    _reset: Pin<KBox<debugfs::File<ResetFile>>>,
     _dir: debugfs::Dir,
     _faux: KBox<faux::Registration>,
 }
@@ -105,9 +106,9 @@ pub(crate) struct Instance {
 impl Instance {
     /// The device this instance maps pages for.
     #[cfg(CONFIG_DRM_VSVM_BENCH)]
-    pub(crate) fn dma(&self) -> &'static Device<Bound> {
+    pub(crate) fn dma(&self) -> &'static kernel::device::Device<kernel::device::Bound> {
         // Held for its drop (hence the underscore); read only by the benchmark.
-        self._drm.device().dma
+        self._drm.device().engines.dma
     }
 
     /// Creates and registers GPU number `index`.
@@ -130,19 +131,24 @@ impl Instance {
         if !streaming::is_direct(fdev.as_ref()) {
             return Err(EOPNOTSUPP);
         }
-        let stats = DeviceStats::new()?;
+        let count = crate::module_parameters::engines.value();
+        let stats = DeviceStats::new(count)?;
         let faults = FaultBuffer::new(stats.clone())?;
+        let engines = Engines::new(count, fdev.as_ref(), faults.clone(), stats.clone())?;
         let dir = debugfs.subdir(&name);
         let stats_file = KBox::pin_init(
             dir.read_only_file(c"stats", StatsFile(stats.clone())),
+            GFP_KERNEL,
+        )?;
+        let reset_file = KBox::pin_init(
+            dir.write_callback_file(c"reset", ResetFile(engines.clone()), &ResetFile::write),
             GFP_KERNEL,
         )?;
         let data = VsvmData {
             index,
             residency,
             stats,
-            faults: faults.clone(),
-            dma: fdev.as_ref(),
+            engines: engines.clone(),
         };
         let unregistered = drm::UnregisteredDevice::<VsvmDriver>::new(fdev, Ok::<_, Error>(data))?;
         // SAFETY: The registration is stored in `Self` and dropped before the faux device; it
@@ -151,19 +157,48 @@ impl Instance {
         // INVARIANT: `drm` borrows `faux`'s device and is declared first.
         Ok(Self {
             _drm: drm,
+            _engines: FlushOnDrop(engines),
             _faults: FlushOnDrop(faults),
             _stats: stats_file,
+            _reset: reset_file,
             _dir: dir,
             _faux: faux,
         })
     }
 }
 
-/// Waits for the fault worker when dropped: its code is the module's, and the contexts whose
-/// last reference it drops map pages for the instance's device.
-struct FlushOnDrop(Arc<FaultBuffer>);
+/// The debugfs file `reset`: writing anything resets the device (see [`Engines::reset`]).
+struct ResetFile(Arc<Engines>);
 
-impl Drop for FlushOnDrop {
+impl ResetFile {
+    fn write(&self, _input: &mut UserSliceReader) -> Result {
+        self.0.reset()
+    }
+}
+
+/// Something with workers that run the module's code.
+trait Flush {
+    /// Waits until its workers are done.
+    fn flush(&self);
+}
+
+impl Flush for FaultBuffer {
+    fn flush(&self) {
+        FaultBuffer::flush(self);
+    }
+}
+
+impl Flush for Engines {
+    fn flush(&self) {
+        Engines::flush(self);
+    }
+}
+
+/// Waits for the workers of `T` when dropped: their code is the module's, and the contexts
+/// whose last reference they drop map pages for the instance's device.
+struct FlushOnDrop<T: Flush>(Arc<T>);
+
+impl<T: Flush> Drop for FlushOnDrop<T> {
     fn drop(&mut self) {
         self.0.flush();
     }

@@ -109,41 +109,49 @@ impl FaultBuffer {
         )
     }
 
-    /// Writes a fault record for page `addr` of `ctx` and stalls until the worker has serviced
-    /// it: `Ok` means replay the access; an error is the fault's, for the operation.
+    /// Writes a fault record for each page of `pages` (addresses in `ctx`) and stalls until
+    /// the worker has serviced them all, as an engine does for the misses of one wave of
+    /// accesses: `Ok` means replay the access to the first page; an error is that fault's,
+    /// for the operation. The other pages' outcomes are not reported: an access that still
+    /// misses faults again.
     ///
     /// May sleep, for room in the buffer and for the worker.
-    pub(crate) fn fault(self: &Arc<Self>, ctx: &Arc<Context>, addr: usize) -> Result {
-        let outcome = Arc::new(Atomic::new(PENDING), GFP_KERNEL)?;
-        let record = Record {
-            ctx: ctx.clone(),
-            addr,
-            outcome: outcome.clone(),
-        };
+    pub(crate) fn fault(self: &Arc<Self>, ctx: &Arc<Context>, pages: &[usize]) -> Result {
+        let mut outcomes = KVec::with_capacity(pages.len(), GFP_KERNEL)?;
+        for _ in pages {
+            outcomes.push(Arc::new(Atomic::new(PENDING), GFP_KERNEL)?, GFP_KERNEL)?;
+        }
         let mut ring = self.ring.lock();
-        if ring.pending.len() >= FAULT_SLOTS {
-            self.stats.buffer_full.fetch_add(1, Relaxed);
-            while ring.pending.len() >= FAULT_SLOTS {
-                self.serviced.wait(&mut ring);
+        for (&addr, outcome) in pages.iter().zip(&outcomes) {
+            if ring.pending.len() >= FAULT_SLOTS {
+                self.stats.buffer_full.fetch_add(1, Relaxed);
+                while ring.pending.len() >= FAULT_SLOTS {
+                    self.serviced.wait(&mut ring);
+                }
+            }
+            let record = Record {
+                ctx: ctx.clone(),
+                addr,
+                outcome: outcome.clone(),
+            };
+            // INVARIANT: there is room (checked above).
+            ring.pending
+                .push_within_capacity(record)
+                .map_err(|_| ENOSPC)?;
+            self.stats.fault_records.fetch_add(1, Relaxed);
+            if !ring.scheduled {
+                ring.scheduled = true;
+                // A long-running queue: a fault may take up to the backend's deadline per
+                // page. If the worker is still queued (it cleared `scheduled` but has not
+                // returned), it runs again anyway, and finds the record.
+                let _ = workqueue::system_long().enqueue(self.clone());
             }
         }
-        // INVARIANT: there is room (checked above).
-        ring.pending
-            .push_within_capacity(record)
-            .map_err(|_| ENOSPC)?;
-        self.stats.fault_records.fetch_add(1, Relaxed);
-        if !ring.scheduled {
-            ring.scheduled = true;
-            // A long-running queue: a fault may take up to the backend's deadline per page. If
-            // the worker is still queued (it cleared `scheduled` but has not returned), it runs
-            // again anyway, and finds the record.
-            let _ = workqueue::system_long().enqueue(self.clone());
-        }
-        while outcome.load(Relaxed) == PENDING {
+        while outcomes.iter().any(|o| o.load(Relaxed) == PENDING) {
             self.serviced.wait(&mut ring);
         }
         drop(ring);
-        match outcome.load(Relaxed) {
+        match outcomes.first().map_or(0, |o| o.load(Relaxed)) {
             0 => Ok(()),
             e => Err(Error::from_errno(e)),
         }

@@ -14,22 +14,12 @@ use kernel::{
         Registered,
     },
     mm::mmu_notifier::Owner,
-    page::{
-        PAGE_MASK,
-        PAGE_SIZE, //
-    },
+    new_mutex,
     prelude::*,
     sync::{
-        atomic::{
-            Atomic,
-            Relaxed, //
-        },
-        Arc, //
-    },
-    time::{
-        Delta,
-        Instant,
-        Monotonic, //
+        atomic::Relaxed,
+        Arc,
+        Mutex, //
     },
     uapi,
 };
@@ -39,23 +29,23 @@ use crate::{
         VsvmDevice,
         VsvmDriver, //
     },
+    engine::Engines,
+    job::{
+        Command,
+        Job,
+        Outcome, //
+    },
     ops::{
-        self,
         Op,
         Width, //
     },
-    pt::{
-        DevicePage,
-        PageTable, //
-    },
+    pt::PageTable,
     stats::{
         count_fault,
-        Faults, //
+        FileStats, //
     },
+    submit::Jobs,
 };
-
-/// How long one operation keeps faulting before it gives up with `EBUSY`.
-const OP_DEADLINE: Delta = Delta::from_millis(2000);
 
 // The UAPI's revocation indices are the backend's causes (which are the tracepoint's).
 const _: () = {
@@ -73,14 +63,18 @@ const _: () = {
 
 /// The per-open state: the context binds the device to the opener's address space.
 ///
-/// The fault records of the file's operations share the context: it goes when the file is
-/// closed and the worker is done with them.
-#[pin_data]
+/// The file's jobs and their fault records share the context: it goes when the file is
+/// closed and the engines and the fault worker are done with them.
+#[pin_data(PinnedDrop)]
 pub(crate) struct File {
     ctx: Arc<SvmContext<PageTable>>,
+    /// The device's engines, which know the context for a reset.
+    engines: Arc<Engines>,
     device: u32,
-    ops: Atomic<u64>,
-    faults: Faults,
+    pub(crate) stats: Arc<FileStats>,
+    /// Submitted and not yet waited for.
+    #[pin]
+    pub(crate) jobs: Mutex<Jobs>,
 }
 
 impl drm::file::DriverFile for File {
@@ -97,24 +91,37 @@ impl drm::file::DriverFile for File {
         if crate::module_parameters::per_fault_notifiers.value() {
             config.notifiers = NotifierMode::PerFault;
         }
-        let pt = PageTable::new(data.dma, Some(data.stats.clone()));
+        let pt = PageTable::with_engines(data.engines.clone(), data.stats.clone());
         let ctx = Arc::pin_init(SvmContext::new(mm, pt, config), GFP_KERNEL_ACCOUNT)?;
-        KBox::pin_init(
+        let engines = data.engines.clone();
+        let (file_ctx, file_engines) = (ctx.clone(), engines.clone());
+        let file = KBox::pin_init(
             try_pin_init!(File {
-                ctx,
+                ctx: file_ctx,
+                engines: file_engines,
                 device: data.index,
-                ops: Atomic::new(0),
-                faults: Faults::new(),
+                stats: FileStats::new()?,
+                jobs <- new_mutex!(Jobs::new()?),
             }? Error),
             GFP_KERNEL_ACCOUNT,
-        )
+        )?;
+        // Last: the file's drop removes it.
+        engines.add_context(ctx)?;
+        Ok(file)
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for File {
+    fn drop(self: Pin<&mut Self>) {
+        self.engines.remove_context(&self.ctx);
     }
 }
 
 impl File {
     /// The context, if the caller is the process that opened the file: a file descriptor
     /// passed to another process, or kept across `exec()`, gives no access to either mm.
-    fn ctx(file: &drm::File<File>) -> Result<&Arc<SvmContext<PageTable>>> {
+    pub(crate) fn ctx(file: &drm::File<File>) -> Result<&Arc<SvmContext<PageTable>>> {
         let this = file.inner().get_ref();
         let task = kernel::current!();
         match task.mm() {
@@ -123,33 +130,22 @@ impl File {
         }
     }
 
-    /// Runs `f` on the page of `addr` as the device reaches it, through its page table,
-    /// faulting it in as the device would, until it succeeds or [`OP_DEADLINE`] passes.
-    /// Returns `f`'s result and the faults taken.
-    fn with_page<R>(
+    /// Submits a job of one command, `cmd`, to the device's engines and waits for it: its
+    /// outcome, or the error that ended it.
+    fn run(
         dev: &VsvmDevice<Registered>,
         file: &drm::File<File>,
         ctx: &Arc<SvmContext<PageTable>>,
-        addr: usize,
-        mut f: impl FnMut(&DevicePage<'_>) -> Result<R>,
-    ) -> Result<(R, u64)> {
-        let page = addr & PAGE_MASK;
-        let start = Instant::<Monotonic>::now();
-        let mut faults = 0;
-        loop {
-            // The device walks its own page table, under its lock: only an atomic entry lets
-            // the operation through, and an invalidation waits until the operation is done.
-            let done = ctx.with_page_table(|pt| pt.translate(page).map(|p| f(&p)));
-            if let Some(r) = done {
-                return Ok((r?, faults));
-            }
-            if faults > 0 && start.elapsed() > OP_DEADLINE {
-                return Err(EBUSY);
-            }
-            faults += 1;
-            // A miss: a record in the device's fault buffer; the operation stalls until the
-            // fault worker has serviced it, then replays.
-            Self::fault(dev, file, || dev.faults.fault(ctx, page))?;
+        cmd: Command,
+    ) -> Result<Outcome> {
+        let mut commands = KVec::with_capacity(1, GFP_KERNEL)?;
+        commands.push(cmd, GFP_KERNEL)?;
+        let job = Job::new(ctx.clone(), file.inner().stats.clone(), commands)?;
+        dev.engines.submit(job.clone());
+        let out = job.wait(|outcomes| outcomes[0]);
+        match out.error {
+            0 => Ok(out),
+            e => Err(Error::from_errno(e)),
         }
     }
 
@@ -160,7 +156,7 @@ impl File {
         file: &drm::File<File>,
         fault: impl FnOnce() -> Result,
     ) -> Result {
-        count_fault(&file.inner().faults, &dev.stats, fault)
+        count_fault(&file.inner().stats.faults, &dev.stats, fault)
     }
 
     /// Checks that a 32-bit operation's 64-bit operand fields have their upper half clear.
@@ -179,6 +175,32 @@ impl File {
         Ok(addr)
     }
 
+    /// The command of one operation, from its UAPI fields; `EINVAL` if they are not valid.
+    pub(crate) fn command(
+        op: u32,
+        width: u32,
+        addr: u64,
+        operand: u64,
+        compare: u64,
+    ) -> Result<Command> {
+        let op = Op::from_uapi(op)?;
+        let width = Width::from_uapi(width)?;
+        if op != Op::Cmpxchg && compare != 0 {
+            return Err(EINVAL);
+        }
+        Self::check_operand(width, operand)?;
+        Self::check_operand(width, compare)?;
+        Ok(Command {
+            op,
+            width,
+            addr: Self::check_addr(addr, width)?,
+            stride: 0,
+            count: 1,
+            operand,
+            compare,
+        })
+    }
+
     /// IOCTL: one device atomic.
     pub(crate) fn atomic(
         dev: &VsvmDevice<Registered>,
@@ -189,24 +211,11 @@ impl File {
         if req.flags != 0 || req.reserved != 0 {
             return Err(EINVAL);
         }
-        let op = Op::from_uapi(req.op)?;
-        let width = Width::from_uapi(req.width)?;
-        if op != Op::Cmpxchg && req.compare != 0 {
-            return Err(EINVAL);
-        }
-        Self::check_operand(width, req.operand)?;
-        Self::check_operand(width, req.compare)?;
-        let addr = Self::check_addr(req.addr, width)?;
+        let cmd = Self::command(req.op, req.width, req.addr, req.operand, req.compare)?;
         let ctx = Self::ctx(file)?;
-        let window = crate::rmw_window();
-        let (operand, compare) = (req.operand, req.compare);
-        let (old, faults) = Self::with_page(dev, file, ctx, addr, |p| {
-            ops::run(p, addr % PAGE_SIZE, width, op, operand, compare, window)
-        })?;
-        file.inner().ops.fetch_add(1, Relaxed);
-        dev.stats.ops.fetch_add(1, Relaxed);
-        req.result = old;
-        req.faults = faults.try_into().unwrap_or(u32::MAX);
+        let out = Self::run(dev, file, ctx, cmd)?;
+        req.result = out.value;
+        req.faults = out.faults.try_into().unwrap_or(u32::MAX);
         Ok(0)
     }
 
@@ -242,36 +251,18 @@ impl File {
             .and_then(|last| last.checked_add(width.bytes() - 1))
             .ok_or(EINVAL)?;
         let ctx = Self::ctx(file)?;
-        let window = crate::rmw_window();
-        let (mut faults, mut sum, mut i) = (0u64, 0u64, 0usize);
-        while i < count {
-            let page = (addr + i * stride) & PAGE_MASK;
-            // All the operations that fall in this page run under one page-table lock.
-            let ((done, part), f) = Self::with_page(dev, file, ctx, page, |p| {
-                let (mut j, mut part) = (i, 0u64);
-                while j < count {
-                    let a = addr + j * stride;
-                    if a & PAGE_MASK != page {
-                        break;
-                    }
-                    let old = ops::run(p, a % PAGE_SIZE, width, op, req.operand, 0, window)?;
-                    part = part.wrapping_add(old);
-                    j += 1;
-                    if stride == 0 && j - i >= 512 {
-                        // Let the CPU and the other devices in now and then.
-                        break;
-                    }
-                }
-                Ok((j, part))
-            })?;
-            faults += f;
-            sum = sum.wrapping_add(part);
-            file.inner().ops.fetch_add((done - i) as u64, Relaxed);
-            dev.stats.ops.fetch_add((done - i) as u64, Relaxed);
-            i = done;
-        }
-        req.faults = faults;
-        req.sum = sum;
+        let cmd = Command {
+            op,
+            width,
+            addr,
+            stride,
+            count,
+            operand: req.operand,
+            compare: 0,
+        };
+        let out = Self::run(dev, file, ctx, cmd)?;
+        req.faults = out.faults;
+        req.sum = out.value;
         Ok(0)
     }
 
@@ -325,11 +316,11 @@ impl File {
         let s = ctx.stats().snapshot();
         // Every field but the flags is output, reserved ones included: all are written.
         *req = uapi::drm_vsvm_stats::default();
-        req.ops = file.inner().ops.load(Relaxed);
-        req.faults = file.inner().faults.calls();
+        req.ops = file.inner().stats.ops.load(Relaxed);
+        req.faults = file.inner().stats.faults.calls();
         req.pages_granted = s.pages_granted;
         req.retries = s.retries;
-        req.timeouts = file.inner().faults.timeouts();
+        req.timeouts = file.inner().stats.faults.timeouts();
         req.residency_waits = s.residency_waits;
         req.notifiers = ctx.chunk_count() as u64;
         req.device = file.inner().device;

@@ -2,11 +2,14 @@
 
 //! The device page table: user address → DMA address and permission bits, in leaves of 512
 //! entries (2 MiB with 4 KiB pages), like a GPU's last level. The device reaches memory only
-//! through it: [`PageTable::translate`] is its page walk.
+//! through it: [`PageTable::walk`] is its page walk, and its engines' TLBs cache what it finds.
 
-use crate::stats::{
-    DeviceStats,
-    Revocations, //
+use crate::{
+    engine::Engines,
+    stats::{
+        DeviceStats,
+        Revocations, //
+    },
 };
 use core::{
     marker::PhantomData,
@@ -85,19 +88,33 @@ unsafe fn end_mapping(dev: &Device<Bound>, dma: u64) {
     unsafe { streaming::unmap_page(dev, dma & PAGE_MASK as u64, PAGE_SIZE, DIR) };
 }
 
-/// A page as the device reaches it through its page table: by the DMA address of the entry
+/// A page as the device reaches it through a translation: by the DMA address of the entry
 /// (in a bounce buffer, if the DMA API bounced the mapping).
 ///
 /// # Invariants
 ///
 /// `addr` is the kernel address of a whole page mapped for the device's DMA, and the mapping
-/// lasts for `'a` (the page table is borrowed, so no entry is cleared meanwhile).
+/// lasts for `'a`.
 pub(crate) struct DevicePage<'a> {
     addr: NonNull<u8>,
-    _pt: PhantomData<&'a PageTable>,
+    _mapping: PhantomData<&'a ()>,
 }
 
 impl DevicePage<'_> {
+    /// The page at kernel address `addr`.
+    ///
+    /// # Safety
+    ///
+    /// `addr` is the kernel address of a whole page mapped for the device's DMA by an entry of
+    /// a page table, and the entry is not cleared while the result lives.
+    pub(crate) unsafe fn new(addr: NonNull<u8>) -> Self {
+        // INVARIANT: by the safety requirements.
+        Self {
+            addr,
+            _mapping: PhantomData,
+        }
+    }
+
     /// The naturally aligned `T` at byte `offset` of the page; `EINVAL` if it is misaligned or
     /// does not fit in the page.
     pub(crate) fn atomic<T: AtomicType>(&self, offset: usize) -> Result<&Atomic<T>> {
@@ -136,7 +153,8 @@ pub(crate) struct LeafAlloc {
 /// # Invariants
 ///
 /// Every entry that is not 0 holds a live DMA mapping of one page for `dma`, made by
-/// [`svm::DriverSvm::map_atomic`] and unmapped when the entry is cleared.
+/// [`svm::DriverSvm::map_atomic`] and unmapped when the entry is cleared, after the
+/// translations of `engines` of its page were shot down.
 pub(crate) struct PageTable {
     /// Leaves by index (`addr >> PAGE_SHIFT` / [`LEAF_ENTRIES`]).
     leaves: RBTree<usize, Leaf>,
@@ -148,20 +166,39 @@ pub(crate) struct PageTable {
     device: Option<Arc<DeviceStats>>,
     /// The device the pages are mapped for.
     dma: &'static Device<Bound>,
+    /// The engines that cache the table's entries, under `asid`.
+    engines: Option<Arc<Engines>>,
+    asid: u64,
 }
 
 impl PageTable {
-    /// An empty page table of a device that maps pages for `dma`; its revocations count in
-    /// `device`'s totals too, if given.
-    pub(crate) fn new(dma: &'static Device<Bound>, device: Option<Arc<DeviceStats>>) -> Self {
+    /// An empty page table of a device that maps pages for `dma` and has no engines.
+    pub(crate) fn new(dma: &'static Device<Bound>) -> Self {
         // INVARIANT: no entries.
         Self {
             leaves: RBTree::new(),
             spare: None,
             revocations: Revocations::new(),
-            device,
+            device: None,
             dma,
+            engines: None,
+            asid: 0,
         }
+    }
+
+    /// An empty page table of a device with `engines`, which cache its entries under an
+    /// address space number of their own; its revocations count in `device`'s totals too.
+    pub(crate) fn with_engines(engines: Arc<Engines>, device: Arc<DeviceStats>) -> Self {
+        let mut pt = Self::new(engines.dma);
+        pt.asid = engines.new_asid();
+        pt.engines = Some(engines);
+        pt.device = Some(device);
+        pt
+    }
+
+    /// The address space number the engines know the table by.
+    pub(crate) fn asid(&self) -> u64 {
+        self.asid
     }
 
     /// The entry mapping `addr`, if any.
@@ -171,21 +208,29 @@ impl PageTable {
         Pte::from_entry(leaf.entries.as_ref()?[page % LEAF_ENTRIES])
     }
 
-    /// The device's page walk for an atomic access to `addr`: the page, if the entry has
-    /// atomic permission; `None` is a device fault.
-    pub(crate) fn translate(&self, addr: usize) -> Option<DevicePage<'_>> {
+    /// The device's page walk for an atomic access to `addr`: the kernel address of the page
+    /// the DMA address of the entry reaches, if the entry has atomic permission; `None` is a
+    /// device fault. The mapping lasts until the entry is cleared (type invariant).
+    pub(crate) fn walk(&self, addr: usize) -> Option<NonNull<u8>> {
         let pte = self.lookup(addr)?;
         if pte.bits & uapi::DRM_VSVM_PTE_ATOMIC == 0 {
             return None;
         }
-        // The DMA API maps the device directly: `Instance::new()` checks.
-        let addr = streaming::direct_to_virt(self.dma, pte.dma).ok()?;
-        // INVARIANT: the entry holds a live mapping of a whole page (type invariant of
-        // `PageTable`, the address is page-aligned), and it stays while `self` is borrowed.
-        Some(DevicePage {
-            addr,
-            _pt: PhantomData,
-        })
+        // The DMA API maps the device directly: `Instance::new()` checks, so this succeeds.
+        streaming::direct_to_virt(self.dma, pte.dma).ok()
+    }
+
+    /// Shoots down the engines' translations of pages `first..last` (page numbers): `false` if
+    /// that would have to wait for an engine and `blockable` is not set.
+    fn shoot_down(&self, first: usize, last: usize, blockable: bool) -> bool {
+        match &self.engines {
+            None => true,
+            Some(engines) if blockable => {
+                engines.shoot_down(self.asid, first, last);
+                true
+            }
+            Some(engines) => engines.try_shoot_down(self.asid, first, last),
+        }
     }
 }
 
@@ -238,6 +283,8 @@ impl svm::DriverSvm for PageTable {
         // INVARIANT: the entry holds the new mapping; the old one, if any, ends.
         *entry = dma | u64::from(bits);
         if old != 0 {
+            // The engines may hold the old translation: a fault is blockable.
+            self.shoot_down(page, page + 1, true);
             // SAFETY: A non-zero entry holds a live mapping for `self.dma` (type invariant),
             // whose page the device-exclusive entry still holds; the entry no longer has it.
             unsafe { end_mapping(self.dma, old) };
@@ -246,12 +293,19 @@ impl svm::DriverSvm for PageTable {
     }
 
     fn unmap<'a>(&mut self, range: &svm::Unmap<'a>) -> Result<(), svm::Refused<'a>> {
-        // Clearing an entry and ending its DMA mapping is all it takes: the device has no TLB to
-        // wait for.
         let (first, last) = (
             range.start() >> PAGE_SHIFT,
             range.end().div_ceil(1 << PAGE_SHIFT),
         );
+        // No engine may use a translation of the range once its mapping ends: the shootdown
+        // waits for an engine in the middle of an operation there. A non-blockable
+        // invalidation (the OOM reaper) cannot wait, and refuses; it changed nothing but the
+        // TLBs, which refill from the entries.
+        if !self.shoot_down(first, last, range.is_blockable()) {
+            if let Some(refused) = range.refuse() {
+                return Err(refused);
+            }
+        }
         let (mut cleared, dma) = (0u64, self.dma);
         let mut cursor = self.leaves.cursor_lower_bound_mut(&(first / LEAF_ENTRIES));
         while let Some(mut c) = cursor {

@@ -2,6 +2,7 @@
 
 //! Per-device counters, shown in debugfs (`vsvm/vsvm<N>/stats`).
 
+use crate::engine::MAX_ENGINES;
 use core::fmt;
 use kernel::{
     drm::svm::{
@@ -95,6 +96,26 @@ impl Faults {
     }
 }
 
+/// The counters of one open file, shared with its jobs.
+pub(crate) struct FileStats {
+    /// Atomic operations performed.
+    pub(crate) ops: Atomic<u64>,
+    /// Its calls of `atomic_fault()`.
+    pub(crate) faults: Faults,
+}
+
+impl FileStats {
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Ok(Arc::new(
+            Self {
+                ops: Atomic::new(0),
+                faults: Faults::new(),
+            },
+            GFP_KERNEL_ACCOUNT,
+        )?)
+    }
+}
+
 /// Runs `atomic_fault()`, `fault`, and counts it in `file` and in the device's totals.
 pub(crate) fn count_fault(
     file: &Faults,
@@ -137,10 +158,25 @@ pub(crate) struct DeviceStats {
     pub(crate) fault_ranges: Atomic<u64>,
     /// Faults that found the buffer full, and waited for room.
     pub(crate) buffer_full: Atomic<u64>,
+    /// Operations each engine ran, of the `engines` first.
+    pub(crate) engine_ops: [Atomic<u64>; MAX_ENGINES as usize],
+    engines: usize,
+    /// Accesses of the engines whose translation was in the TLB.
+    pub(crate) tlb_hits: Atomic<u64>,
+    /// Accesses that walked the page table (a fault is a miss, and so is its replay).
+    pub(crate) tlb_misses: Atomic<u64>,
+    /// TLB shootdowns that found translations of the range, and the translations dropped.
+    pub(crate) shootdowns: Atomic<u64>,
+    pub(crate) tlb_entries_shot: Atomic<u64>,
+    /// Non-blockable shootdowns refused because an engine was busy.
+    pub(crate) shootdowns_refused: Atomic<u64>,
+    /// Device resets.
+    pub(crate) resets: Atomic<u64>,
 }
 
 impl DeviceStats {
-    pub(crate) fn new() -> Result<Arc<Self>> {
+    /// The counters of a device with `engines` engines.
+    pub(crate) fn new(engines: u32) -> Result<Arc<Self>> {
         Ok(Arc::new(
             Self {
                 svm: svm::Stats::new_shared()?,
@@ -153,6 +189,14 @@ impl DeviceStats {
                 fault_batches: Atomic::new(0),
                 fault_ranges: Atomic::new(0),
                 buffer_full: Atomic::new(0),
+                engine_ops: [const { Atomic::new(0) }; MAX_ENGINES as usize],
+                engines: engines.min(MAX_ENGINES) as usize,
+                tlb_hits: Atomic::new(0),
+                tlb_misses: Atomic::new(0),
+                shootdowns: Atomic::new(0),
+                tlb_entries_shot: Atomic::new(0),
+                shootdowns_refused: Atomic::new(0),
+                resets: Atomic::new(0),
             },
             GFP_KERNEL,
         )?)
@@ -177,6 +221,25 @@ impl fmt::Debug for StatsFile {
         writeln!(f, "fault_batches: {}", self.0.fault_batches.load(Relaxed))?;
         writeln!(f, "fault_ranges: {}", self.0.fault_ranges.load(Relaxed))?;
         writeln!(f, "fault_buffer_full: {}", self.0.buffer_full.load(Relaxed))?;
+        write!(f, "engine_ops:")?;
+        for n in &self.0.engine_ops[..self.0.engines] {
+            write!(f, " {}", n.load(Relaxed))?;
+        }
+        writeln!(f)?;
+        writeln!(f, "tlb_hits: {}", self.0.tlb_hits.load(Relaxed))?;
+        writeln!(f, "tlb_misses: {}", self.0.tlb_misses.load(Relaxed))?;
+        writeln!(f, "tlb_shootdowns: {}", self.0.shootdowns.load(Relaxed))?;
+        writeln!(
+            f,
+            "tlb_entries_shot: {}",
+            self.0.tlb_entries_shot.load(Relaxed)
+        )?;
+        writeln!(
+            f,
+            "tlb_shootdowns_refused: {}",
+            self.0.shootdowns_refused.load(Relaxed)
+        )?;
+        writeln!(f, "resets: {}", self.0.resets.load(Relaxed))?;
         let revocations = &self.0.revocations;
         writeln!(f, "pages_revoked: {}", self.0.pages_revoked.load(Relaxed))?;
         write!(f, "revocations:")?;

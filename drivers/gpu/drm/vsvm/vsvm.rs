@@ -11,12 +11,15 @@
 #[cfg(CONFIG_DRM_VSVM_BENCH)]
 mod bench;
 mod driver;
+mod engine;
 mod fault_buffer;
 mod file;
 mod gem;
+mod job;
 mod ops;
 mod pt;
 mod stats;
+mod submit;
 
 use kernel::{
     debugfs,
@@ -44,6 +47,10 @@ module! {
         rmw_window_ns: u32 {
             default: 0,
             description: "Delay inside a device atomic, read to write, in ns (0-100000)",
+        },
+        engines: u32 {
+            default: 2,
+            description: "Engines of each virtual GPU (1-4)",
         },
         per_fault_notifiers: bool {
             default: false,
@@ -88,6 +95,11 @@ impl kernel::Module for VsvmModule {
             pr_err!("rmw_window_ns={window}: must be at most {MAX_RMW_WINDOW_NS}\n");
             return Err(EINVAL);
         }
+        let engines = module_parameters::engines.value();
+        if engines == 0 || engines > engine::MAX_ENGINES {
+            pr_err!("engines={engines}: must be 1 to {}\n", engine::MAX_ENGINES);
+            return Err(EINVAL);
+        }
         let residency_us = module_parameters::residency_us.value();
         let residency = match residency_us {
             0 => None,
@@ -101,7 +113,8 @@ impl kernel::Module for VsvmModule {
             instances.push(Instance::new(index, residency.clone(), &dir)?, GFP_KERNEL)?;
         }
         pr_info!(
-            "{count} virtual SVM GPUs, residency {residency_us} us, atomic window {window} ns\n"
+            "{count} virtual SVM GPUs of {engines} engines, residency {residency_us} us, \
+             atomic window {window} ns\n"
         );
         #[cfg(CONFIG_DRM_VSVM_BENCH)]
         let bench = KBox::pin_init(
