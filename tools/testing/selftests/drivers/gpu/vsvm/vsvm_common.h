@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -59,6 +60,44 @@ static inline int read_file(const char *path, char *buf, size_t size)
 	buf[n] = '\0';
 	buf[strcspn(buf, "\n")] = '\0';
 	return 0;
+}
+
+/*
+ * Field @field (0 for the first) of counter @name in device 0's debugfs stats
+ * ("name: v0 v1 ..."), or -1.
+ */
+static inline long vsvm_dev_stat_field(const char *name, int field)
+{
+	char line[256], *v;
+	size_t len = strlen(name);
+	long n = -1;
+	FILE *f = fopen("/sys/kernel/debug/vsvm/vsvm0/stats", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, name, len) || line[len] != ':')
+			continue;
+		v = line + len + 1;
+		for (int i = 0; i <= field; i++) {
+			char *end;
+
+			n = strtol(v, &end, 10);
+			if (end == v) {
+				n = -1;
+				break;
+			}
+			v = end;
+		}
+	}
+	fclose(f);
+	return n;
+}
+
+/* Counter @name in device 0's debugfs stats, or -1. */
+static inline long dev_stat(const char *name)
+{
+	return vsvm_dev_stat_field(name, 0);
 }
 
 /* The minor of the @index-th vsvm render node (/dev/dri/renderD<minor>), or -ENODEV. */
@@ -152,6 +191,29 @@ static inline int vsvm_prefetch(int fd, void *addr, __u64 npages)
 	return ioctl(fd, DRM_IOCTL_VSVM_PREFETCH, &p) ? -errno : 0;
 }
 
+/* Submits a job of @count operations; returns 0 or -errno, its number in *seqno. */
+static inline int vsvm_submit(int fd, const struct drm_vsvm_job_op *ops, __u32 count,
+			      struct drm_vsvm_job_result *results, __u64 *seqno)
+{
+	struct drm_vsvm_submit s = {
+		.ops = (uintptr_t)ops, .results = (uintptr_t)results, .count = count,
+	};
+
+	*seqno = 0;
+	if (ioctl(fd, DRM_IOCTL_VSVM_SUBMIT, &s))
+		return -errno;
+	*seqno = s.seqno;
+	return 0;
+}
+
+/* Waits up to @timeout_ns for job @seqno; returns 0 or -errno. */
+static inline int vsvm_wait(int fd, __u64 seqno, __s64 timeout_ns)
+{
+	struct drm_vsvm_wait w = { .seqno = seqno, .timeout_ns = timeout_ns };
+
+	return ioctl(fd, DRM_IOCTL_VSVM_WAIT, &w) ? -errno : 0;
+}
+
 /* DRM_VSVM_PTE_* bits of @addr, or -errno. */
 static inline int vsvm_query(int fd, void *addr)
 {
@@ -175,14 +237,20 @@ static inline long vsvm_notifiers(int fd)
 }
 
 /*
- * 1 if every one of the five ioctls on @fd is refused with EACCES for @addr,
+ * 1 if every one of the seven ioctls on @fd is refused with EACCES for @addr,
  * as it must be for a file descriptor that reached another address space.
  */
 static inline int vsvm_all_refused(int fd, void *addr)
 {
+	struct drm_vsvm_job_op op = { .addr = (uintptr_t)addr, .op = DRM_VSVM_OP_ADD,
+				      .width = 64, .operand = 1 };
+	struct drm_vsvm_job_result res;
 	struct drm_vsvm_stats s;
+	__u64 seqno;
 
-	return vsvm_add64(fd, addr, 1) == -EACCES &&
+	return vsvm_submit(fd, &op, 1, &res, &seqno) == -EACCES &&
+	       vsvm_wait(fd, 1, 0) == -EACCES &&
+	       vsvm_add64(fd, addr, 1) == -EACCES &&
 	       vsvm_range(fd, addr, 8, 2, DRM_VSVM_OP_ADD, 64, 1, NULL) == -EACCES &&
 	       vsvm_prefetch(fd, addr, 1) == -EACCES &&
 	       vsvm_query(fd, addr) == -EACCES &&

@@ -22,7 +22,7 @@
 #define CHUNK_SZ	(2UL << 20)
 #define CG		"vsvm_limits"
 /* Distinct unmapped addresses faulted at, half by ATOMIC and half by PREFETCH. */
-#define FAULTS		1000000UL
+#define FAULTS		200000UL
 /* Chunks that lose their grants before a fault trims them (kernel::drm::svm). */
 #define EMPTIED_MAX	32
 /* Mappings faulted at that can never be granted (read-only, shared). */
@@ -154,7 +154,7 @@ TEST_F_TIMEOUT(limits, failed_faults_leave_nothing, 300)
 	slab1 = slab_kb();
 	TH_LOG("%lu failed faults: cgroup kernel memory %lld -> %lld bytes, slab %ld -> %ld kB",
 	       FAULTS + 2 * REFUSED, kernel0, kernel1, slab0, slab1);
-	/* One notifier left per fault would be over 600 MB. */
+	/* One notifier left per fault would be over 120 MB. */
 	ASSERT_LT(kernel1 - kernel0, 512 << 10);
 	ASSERT_LT(slab1 - slab0, 2048);
 	close(fd);

@@ -276,6 +276,83 @@ TEST_F(uapi, stats_output)
  * operations and ioctls: they must find nothing to work on, and an mmap() of
  * the render node must fail.
  */
+TEST_F(uapi, submit_fields)
+{
+	struct drm_vsvm_job_op ops[2];
+	struct drm_vsvm_job_result res[2];
+	struct drm_vsvm_wait w = { .seqno = 1 };
+	struct drm_vsvm_submit s;
+	int fd = self->fd;
+	char *p = self->p;
+
+#define SUBMIT_FAILS(field, value, err)						\
+	do {									\
+		ops[0] = (struct drm_vsvm_job_op){ .addr = (uintptr_t)p,	\
+			.op = DRM_VSVM_OP_ADD, .width = 64, .operand = 1 };	\
+		ops[1] = ops[0];						\
+		s = (struct drm_vsvm_submit){ .ops = (uintptr_t)ops,		\
+			.results = (uintptr_t)res, .count = 2 };		\
+		field = value;							\
+		ASSERT_EQ(ioctl(fd, DRM_IOCTL_VSVM_SUBMIT, &s) ? -errno : 0, err) \
+			TH_LOG(#field);						\
+	} while (0)
+
+	SUBMIT_FAILS(s.flags, 1, -EINVAL);
+	SUBMIT_FAILS(s.reserved, 1, -EINVAL);
+	SUBMIT_FAILS(s.count, 0, -EINVAL);
+	SUBMIT_FAILS(s.count, DRM_VSVM_SUBMIT_MAX + 1, -EINVAL);
+	SUBMIT_FAILS(s.ops, 0, -EFAULT);
+	/* A bad operation anywhere in the job refuses all of it. */
+	SUBMIT_FAILS(ops[1].flags, 1, -EINVAL);
+	SUBMIT_FAILS(ops[1].pad, 1, -EINVAL);
+	SUBMIT_FAILS(ops[1].op, 6, -EINVAL);
+	SUBMIT_FAILS(ops[1].width, 16, -EINVAL);
+	SUBMIT_FAILS(ops[1].compare, 1, -EINVAL);
+	SUBMIT_FAILS(ops[1].addr, (uintptr_t)p + 4, -EINVAL);
+	ops[0] = (struct drm_vsvm_job_op){ .addr = (uintptr_t)p, .op = DRM_VSVM_OP_ADD,
+					   .width = 32, .operand = 1ULL << 32 };
+	s = (struct drm_vsvm_submit){ .ops = (uintptr_t)ops, .results = (uintptr_t)res,
+				      .count = 1 };
+	ASSERT_EQ(ioctl(fd, DRM_IOCTL_VSVM_SUBMIT, &s), -1);
+	ASSERT_EQ(errno, EINVAL);
+	/* Nothing was submitted: the first job still gets number 1. */
+	s.count = 0;
+	ASSERT_EQ(ioctl(fd, DRM_IOCTL_VSVM_SUBMIT, &s), -1);
+	ASSERT_EQ(ioctl(fd, DRM_IOCTL_VSVM_WAIT, &w), -1);
+	ASSERT_EQ(errno, EINVAL);
+}
+
+TEST_F(uapi, wait_fields)
+{
+	struct drm_vsvm_job_op op = { .addr = (uintptr_t)self->p, .op = DRM_VSVM_OP_OR,
+				      .width = 64, .operand = 0 };
+	struct drm_vsvm_job_result res;
+	struct drm_vsvm_wait w;
+	__u64 seqno;
+
+	ASSERT_EQ(vsvm_submit(self->fd, &op, 1, &res, &seqno), 0);
+	ASSERT_EQ(seqno, 1);
+#define WAIT_FAILS(field, value)						\
+	do {									\
+		w = (struct drm_vsvm_wait){ .seqno = 1, .timeout_ns = 0 };	\
+		w.field = value;						\
+		ASSERT_EQ(ioctl(self->fd, DRM_IOCTL_VSVM_WAIT, &w), -1) TH_LOG(#field); \
+		ASSERT_EQ(errno, EINVAL) TH_LOG(#field);			\
+	} while (0)
+	WAIT_FAILS(seqno, 0);
+	WAIT_FAILS(seqno, 2);
+	WAIT_FAILS(seqno, ~0ULL);
+	WAIT_FAILS(timeout_ns, -1);
+	WAIT_FAILS(flags, 1);
+	WAIT_FAILS(pad, 1);
+	WAIT_FAILS(reserved, 1);
+	ASSERT_EQ(vsvm_wait(self->fd, 1, 10000000000LL), 0);
+	ASSERT_EQ(res.error, 0);
+	ASSERT_EQ(res.value, 0);
+	/* Give the page back to the CPU for the fixture's check. */
+	ASSERT_EQ(self->p[0], 0);
+}
+
 TEST_F(uapi, no_buffer_objects)
 {
 	struct drm_gem_close close_req = { .handle = 1 };
@@ -285,7 +362,8 @@ TEST_F(uapi, no_buffer_objects)
 	struct drm_gem_open open_req = { .name = 1 };
 	struct drm_mode_create_dumb dumb = { .width = 64, .height = 64, .bpp = 32 };
 	struct drm_vsvm_query unknown = { 0 };
-	unsigned long unknown_cmd = DRM_IOWR(DRM_COMMAND_BASE + 0x05, struct drm_vsvm_query);
+	unsigned long unknown_cmd = DRM_IOWR(DRM_COMMAND_BASE + DRM_VSVM_WAIT + 1,
+					     struct drm_vsvm_query);
 	void *m;
 
 	for (unsigned long off = 0; off <= (1UL << 32); off += 1UL << 32) {
