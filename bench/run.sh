@@ -18,6 +18,7 @@ run grant
 run batch
 run noise
 run sweep
+run async
 
 # Notifier strategy: alternate nouveau's per-fault notifiers and long-lived ones.
 for rep in 1 2 3 4 5; do

@@ -480,6 +480,52 @@ static int cmd_contention(int ndev, int ncpu, unsigned long pages, const char *v
 	return 0;
 }
 
+/*
+ * The asynchronous path, per operation on one granted page: the ioctl alone
+ * (QUERY), ATOMIC (a job of one operation, submitted and waited for), SUBMIT
+ * + WAIT of 256 operations, and ATOMIC_RANGE of 256 (one job, one access).
+ */
+static int cmd_async(void)
+{
+	static struct drm_vsvm_job_op ops[256];
+	static struct drm_vsvm_job_result res[256];
+	const int n = 2000;
+	int fd = vsvm_open(0);
+	uint64_t *p = map_pages(1, 0);
+	__u64 seqno;
+	double t;
+
+	if (fd < 0 || !p || vsvm_add64(fd, p, 1))
+		return 1;
+	for (int i = 0; i < 256; i++)
+		ops[i] = (struct drm_vsvm_job_op){ .addr = (uintptr_t)p, .operand = 1,
+						   .op = DRM_VSVM_OP_ADD, .width = 64 };
+	for (int rep = 0; rep < 5; rep++) {
+		t = now_us();
+		for (int i = 0; i < n; i++)
+			if (vsvm_query(fd, p) < 0)
+				return 1;
+		result("async", "query", (now_us() - t) / n, "us/op");
+		t = now_us();
+		for (int i = 0; i < n; i++)
+			if (vsvm_add64(fd, p, 1))
+				return 1;
+		result("async", "atomic", (now_us() - t) / n, "us/op");
+		t = now_us();
+		for (int i = 0; i < n / 64; i++)
+			if (vsvm_submit(fd, ops, 256, res, &seqno) ||
+			    vsvm_wait(fd, seqno, 10000000000LL))
+				return 1;
+		result("async", "submit256", (now_us() - t) / (n / 64 * 256), "us/op");
+		t = now_us();
+		for (int i = 0; i < n / 64; i++)
+			if (vsvm_range(fd, p, 0, 256, DRM_VSVM_OP_ADD, 64, 1, NULL))
+				return 1;
+		result("async", "range256", (now_us() - t) / (n / 64 * 256), "us/op");
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -495,10 +541,12 @@ int main(int argc, char **argv)
 		return cmd_noise();
 	if (argc >= 2 && !strcmp(argv[1], "sweep"))
 		return cmd_sweep();
+	if (argc >= 2 && !strcmp(argv[1], "async"))
+		return cmd_async();
 	if (argc >= 6 && !strcmp(argv[1], "contention"))
 		return cmd_contention(atoi(argv[2]), atoi(argv[3]), strtoul(argv[4], NULL, 0),
 				      argv[5]);
-	fprintf(stderr, "usage: svm_bench floor|grant|single VARIANT|batch|noise|sweep|\n"
+	fprintf(stderr, "usage: svm_bench floor|grant|single VARIANT|batch|noise|sweep|async|\n"
 		"	contention NDEV NCPU PAGES VARIANT\n");
 	return 2;
 }

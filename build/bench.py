@@ -173,6 +173,14 @@ def report(r):
                    ", ".join(f"{v.removesuffix('_ns_per_page')} {t:.2f} ({100 * t / total:.0f}%)"
                              for v, t in phases) + ".")
         out.append("")
+    if r.get("async", "atomic"):
+        q = r.med("async", "query")
+        out.append("The asynchronous path, us per operation on a granted page (each job runs on an "
+                   "engine, a kernel worker: submission, engine and completion): " +
+                   ", ".join(f"{v} {r.cell('async', v)} ({r.med('async', v) / q:.1f}x QUERY)"
+                             for v in ("atomic", "submit256", "range256")) +
+                   f"; QUERY, the ioctl alone, {r.cell('async', 'query')}.")
+        out.append("")
     out.append("Scaling: per page, backend batch / correct floor batch:")
     out.append("")
     out.append("| pages | " + " | ".join(f"{k} backend | {k} floor | {k} ratio" for k in ("4k", "thp")) + " |")
