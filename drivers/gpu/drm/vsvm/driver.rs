@@ -92,13 +92,14 @@ impl drm::Driver for VsvmDriver {
 /// module is unloaded, so it is bound while any of the DRM device's files is open.
 pub(crate) struct Instance {
     _drm: drm::Registration<'static, VsvmDriver>,
+    /// Before the workers are flushed: removing the file waits for a reset in progress.
+    _reset: Pin<KBox<debugfs::File<ResetFile>>>,
     /// After the DRM device: no file is open when the instance goes (the module is being
     /// unloaded), so no job or record can come; the workers may still be finishing. The
     /// engines first: a job waits for the fault worker.
     _engines: FlushOnDrop<Engines>,
     _faults: FlushOnDrop<FaultBuffer>,
     _stats: Pin<KBox<debugfs::File<StatsFile>>>,
-    _reset: Pin<KBox<debugfs::File<ResetFile>>>,
     _dir: debugfs::Dir,
     _faux: KBox<faux::Registration>,
 }
@@ -120,8 +121,12 @@ impl Instance {
         let name = CString::try_from_fmt(fmt!("vsvm{index}"))?;
         let faux = KBox::new(faux::Registration::new(&name, None)?, GFP_KERNEL)?;
         let fdev: *const faux::Device<kernel::device::Bound> = (*faux).as_ref();
-        // SAFETY: The faux registration is boxed and dropped after `drm` (see the type
-        // invariants), so the device stays bound for as long as the reference is used.
+        // SAFETY: The faux registration is boxed and dropped last (see the type invariants), so
+        // the device stays bound for as long as the reference is used: by `drm`, and by the
+        // engines and the page tables of the device's contexts, which `Arc`s keep beyond
+        // `drm`; but every context goes with its file and its jobs, and the engines' and the
+        // fault worker's flushes below wait for the last jobs and records before the faux
+        // device goes.
         let fdev: &'static faux::Device<kernel::device::Bound> = unsafe { &*fdev };
         // A GPU reaches memory by DMA: a faux bus gives it no DMA mask, so set one, as vgem
         // does. The engines reach memory by the DMA addresses the page table holds, which
@@ -157,10 +162,10 @@ impl Instance {
         // INVARIANT: `drm` borrows `faux`'s device and is declared first.
         Ok(Self {
             _drm: drm,
+            _reset: reset_file,
             _engines: FlushOnDrop(engines),
             _faults: FlushOnDrop(faults),
             _stats: stats_file,
-            _reset: reset_file,
             _dir: dir,
             _faux: faux,
         })

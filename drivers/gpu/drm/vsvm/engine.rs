@@ -80,8 +80,9 @@ struct TlbEntry {
 ///
 /// # Invariants
 ///
-/// Each entry is the atomic entry of its page in the page table of `asid` when it was filled,
-/// and has not been cleared since: a clear shoots it down first.
+/// Each entry was filled from the atomic entry of its page in the page table of `asid`, under
+/// that table's lock, and that entry has not been cleared since: a clear shoots it down first,
+/// under the same lock.
 struct Tlb {
     entries: [Option<TlbEntry>; TLB_ENTRIES],
     /// The entry the next fill replaces, round robin.
@@ -118,9 +119,6 @@ unsafe impl Send for Tlb {}
 struct Engine {
     #[pin]
     tlb: Mutex<Tlb>,
-    /// Shootdowns of this TLB, each counted under its lock: a fill that walked the page table
-    /// before one is dropped.
-    shootdowns: Atomic<u64>,
 }
 
 /// An engine a job runs on: only the engine's own worker has it.
@@ -145,10 +143,22 @@ struct Queue {
     jobs: KVec<Arc<Job>>,
     /// A bit per engine whose worker is neither queued nor running, of the `count` first.
     idle: u32,
+    /// The job each engine runs.
+    running: [Option<Arc<Job>>; MAX_ENGINES as usize],
     /// Jobs submitted and not complete, queued or running.
     in_flight: usize,
-    /// A reset is in progress: no job may be submitted.
+    /// A reset is in progress: no job may be submitted and no context added.
     resetting: bool,
+}
+
+impl Queue {
+    /// A job is complete, or cancelled before it ran.
+    fn retire(&mut self, drained: &CondVar) {
+        self.in_flight -= 1;
+        if self.in_flight == 0 {
+            drained.notify_all();
+        }
+    }
 }
 
 /// The engines of one device.
@@ -233,7 +243,6 @@ impl Engines {
                 KBox::pin_init(
                     pin_init!(Engine {
                         tlb <- new_mutex!(tlb, "vsvm::Engine::tlb"),
-                        shootdowns: Atomic::new(0),
                     }),
                     GFP_KERNEL,
                 )?,
@@ -244,6 +253,7 @@ impl Engines {
         let queue = Queue {
             jobs: KVec::with_capacity(QUEUE_DEPTH, GFP_KERNEL)?,
             idle: (1u32 << count) - 1,
+            running: [const { None }; MAX_ENGINES as usize],
             in_flight: 0,
             resetting: false,
         };
@@ -274,18 +284,21 @@ impl Engines {
         self.next_asid.fetch_add(1, Relaxed)
     }
 
-    /// Queues `job` for the first engine that is free, waiting for room in the queue.
-    pub(crate) fn submit(self: &Arc<Self>, job: Arc<Job>) {
+    /// Queues `job` for the first engine that is free, waiting for room in the queue (and for
+    /// a reset to end): `EINTR` if a signal comes first, and then the job is not queued.
+    pub(crate) fn submit(self: &Arc<Self>, job: Arc<Job>) -> Result {
         let mut queue = self.queue.lock();
         while queue.jobs.len() >= QUEUE_DEPTH || queue.resetting {
-            self.room.wait(&mut queue);
+            if self.room.wait_interruptible(&mut queue) {
+                return Err(EINTR);
+            }
         }
         // INVARIANT: there is room (checked above).
         if let Err(e) = queue.jobs.push_within_capacity(job) {
             drop(queue);
             // Cannot happen; a job that never completes would leave its waiter waiting.
             e.0.abort(ENOSPC);
-            return;
+            return Ok(());
         }
         queue.in_flight += 1;
         if queue.idle != 0 {
@@ -293,7 +306,7 @@ impl Engines {
             queue.idle &= !(1 << id);
             // If the worker is still running (it set its bit but has not returned), it runs
             // again, and finds the queue empty or not.
-            let q = workqueue::system_unbound();
+            let q = workqueue::system_dfl();
             let _ = match id {
                 0 => q.enqueue::<_, 0>(self.clone()),
                 1 => q.enqueue::<_, 1>(self.clone()),
@@ -301,6 +314,23 @@ impl Engines {
                 _ => q.enqueue::<_, 3>(self.clone()),
             };
         }
+        Ok(())
+    }
+
+    /// Cancels `job`: taken out of the queue and completed with `ECANCELED` if it is still
+    /// there, or else told to stop at its next access (see [`Job::cancel`]).
+    pub(crate) fn cancel(&self, job: &Arc<Job>) {
+        let mut queue = self.queue.lock();
+        let Some(i) = queue.jobs.iter().position(|j| Arc::ptr_eq(j, job)) else {
+            drop(queue);
+            job.cancel();
+            return;
+        };
+        let _ = queue.jobs.remove(i);
+        self.room.notify_one();
+        queue.retire(&self.drained);
+        drop(queue);
+        job.abort(ECANCELED);
     }
 
     /// The worker of engine `index`: runs the queued jobs until there are none.
@@ -316,23 +346,32 @@ impl Engines {
                     queue.idle |= 1 << index;
                     return;
                 }
-                let job = queue.jobs.remove(0);
+                let Ok(job) = queue.jobs.remove(0) else {
+                    continue;
+                };
                 self.room.notify_one();
+                queue.running[index] = Some(job.clone());
                 job
             };
-            if let Ok(job) = job {
-                job.run(&engine);
-                let mut queue = self.queue.lock();
-                queue.in_flight -= 1;
-                if queue.in_flight == 0 {
-                    self.drained.notify_all();
-                }
-            }
+            job.run(&engine);
+            let mut queue = self.queue.lock();
+            queue.running[index] = None;
+            queue.retire(&self.drained);
+            drop(queue);
+            // Outside the lock: the last reference to a context may go here.
+            drop(job);
         }
     }
 
-    /// Adds `ctx`, a context of a file just opened, to those a reset revokes.
+    /// Adds `ctx`, a context of a file being opened, to those a reset revokes; waits for a
+    /// reset in progress to end (`EINTR` if a signal comes first).
     pub(crate) fn add_context(&self, ctx: Arc<Context>) -> Result {
+        let mut queue = self.queue.lock();
+        while queue.resetting {
+            if self.room.wait_interruptible(&mut queue) {
+                return Err(EINTR);
+            }
+        }
         self.contexts.lock().push(ctx, GFP_KERNEL)?;
         Ok(())
     }
@@ -348,14 +387,21 @@ impl Engines {
     /// access; when none is left, new work may come.
     pub(crate) fn reset(&self) -> Result {
         let _reset = self.reset_lock.lock();
-        let contexts = {
-            let contexts = self.contexts.lock();
-            let mut copy = KVec::with_capacity(contexts.len(), GFP_KERNEL)?;
-            copy.extend_from_slice(&contexts, GFP_KERNEL)?;
-            copy
+        // From here no file is opened and no job submitted on the device: the contexts to
+        // revoke are those of the open files and of the jobs queued or running (a closed
+        // file's jobs run on).
+        let mut queue = self.queue.lock();
+        queue.resetting = true;
+        let contexts = match Self::contexts_of(&queue, &self.contexts.lock()) {
+            Ok(contexts) => contexts,
+            Err(e) => {
+                queue.resetting = false;
+                self.room.notify_all();
+                return Err(e);
+            }
         };
+        drop(queue);
         let mut blocked = KVec::with_capacity(contexts.len(), GFP_KERNEL)?;
-        self.queue.lock().resetting = true;
         for ctx in &contexts {
             // Cannot fail: the capacity is there.
             let _ = blocked.push_within_capacity(ctx.block());
@@ -364,13 +410,26 @@ impl Engines {
         while queue.in_flight != 0 {
             self.drained.wait(&mut queue);
         }
-        // Nothing of before the reset runs, and nothing is mapped: new work may come.
+        // Nothing of before the reset runs, and nothing is mapped: new work may come, and
+        // grant again.
+        drop(blocked);
         queue.resetting = false;
         self.room.notify_all();
         drop(queue);
-        drop(blocked);
         self.stats.resets.fetch_add(1, Relaxed);
         Ok(())
+    }
+
+    /// The contexts of `open` files and of the jobs of `queue`, each once.
+    fn contexts_of(queue: &Queue, open: &KVec<Arc<Context>>) -> Result<KVec<Arc<Context>>> {
+        let jobs = Iterator::chain(queue.jobs.iter(), queue.running.iter().flatten());
+        let mut all = KVec::with_capacity(open.len(), GFP_KERNEL)?;
+        for ctx in Iterator::chain(open.iter(), jobs.map(|j| j.context())) {
+            if !all.iter().any(|c| Arc::ptr_eq(c, ctx)) {
+                all.push(ctx.clone(), GFP_KERNEL)?;
+            }
+        }
+        Ok(all)
     }
 
     /// Waits until no engine runs a job: for the device's teardown, when no job can come.
@@ -396,34 +455,31 @@ impl Engines {
     ) -> Option<R> {
         let e = &self.engines[engine.index];
         let index = page >> PAGE_SHIFT;
-        loop {
-            {
-                let tlb = e.tlb.lock();
-                if let Some(addr) = tlb.lookup(asid, index) {
-                    self.stats.tlb_hits.fetch_add(1, Relaxed);
-                    return Some(self.run(&tlb, addr, f));
-                }
+        {
+            let tlb = e.tlb.lock();
+            if let Some(addr) = tlb.lookup(asid, index) {
+                self.stats.tlb_hits.fetch_add(1, Relaxed);
+                return Some(self.run(&tlb, addr, f));
             }
-            self.stats.tlb_misses.fetch_add(1, Relaxed);
-            // The walk takes the page-table lock, which `unmap()` holds while it shoots down:
-            // the TLB's lock cannot be held meanwhile. A shootdown after the walk makes the
-            // fill stale, and the count tells.
-            let seen = e.shootdowns.load(Relaxed);
-            let addr = ctx.with_page_table(|pt| pt.walk(page))?;
+        }
+        self.stats.tlb_misses.fetch_add(1, Relaxed);
+        // The fill happens under the page-table lock (page-table lock, then TLB lock: the
+        // order `unmap()` takes them in), so no shootdown of the entry can come between the
+        // walk and the fill; the operations then run with the TLB's lock alone.
+        let (tlb, addr) = ctx.with_page_table(|pt| {
+            let addr = pt.walk(page)?;
             let mut tlb = e.tlb.lock();
-            if e.shootdowns.load(Relaxed) != seen {
-                continue;
-            }
             let victim = tlb.victim;
-            // INVARIANT: the entry was atomic at the walk, and no shootdown came since.
+            // INVARIANT: the entry is atomic, and the page-table lock is held.
             tlb.entries[victim] = Some(TlbEntry {
                 asid,
                 page: index,
                 addr,
             });
             tlb.victim = (victim + 1) % TLB_ENTRIES;
-            return Some(self.run(&tlb, addr, f));
-        }
+            Some((tlb, addr))
+        })?;
+        Some(self.run(&tlb, addr, f))
     }
 
     /// Runs `f` on the page at `addr`, a translation in `tlb`: borrowed from its lock's guard,
@@ -447,7 +503,7 @@ impl Engines {
     pub(crate) fn shoot_down(&self, asid: u64, first: usize, last: usize) {
         for e in &self.engines {
             let mut tlb = e.tlb.lock();
-            Self::invalidate(&self.stats, e, &mut tlb, asid, first, last);
+            Self::invalidate(&self.stats, &mut tlb, asid, first, last);
         }
     }
 
@@ -459,20 +515,12 @@ impl Engines {
                 self.stats.shootdowns_refused.fetch_add(1, Relaxed);
                 return false;
             };
-            Self::invalidate(&self.stats, e, &mut tlb, asid, first, last);
+            Self::invalidate(&self.stats, &mut tlb, asid, first, last);
         }
         true
     }
 
-    fn invalidate(
-        stats: &DeviceStats,
-        e: &Engine,
-        tlb: &mut Tlb,
-        asid: u64,
-        first: usize,
-        last: usize,
-    ) {
-        e.shootdowns.fetch_add(1, Relaxed);
+    fn invalidate(stats: &DeviceStats, tlb: &mut Tlb, asid: u64, first: usize, last: usize) {
         let n = tlb.invalidate(asid, first, last);
         if n != 0 {
             stats.shootdowns.fetch_add(1, Relaxed);

@@ -141,10 +141,17 @@ impl File {
         let mut commands = KVec::with_capacity(1, GFP_KERNEL)?;
         commands.push(cmd, GFP_KERNEL)?;
         let job = Job::new(ctx.clone(), file.inner().stats.clone(), commands)?;
-        dev.engines.submit(job.clone());
+        dev.engines.submit(job.clone())?;
+        // A signal stops the job where it is: the operations done stay done, and the wait for
+        // the rest is short (an access of the engine, or a fault in progress).
+        let interrupted = !job.wait_interruptible();
+        if interrupted {
+            dev.engines.cancel(&job);
+        }
         let out = job.wait(|outcomes| outcomes[0]);
         match out.error {
             0 => Ok(out),
+            e if interrupted && e == ECANCELED.to_errno() => Err(EINTR),
             e => Err(Error::from_errno(e)),
         }
     }

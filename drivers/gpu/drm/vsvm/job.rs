@@ -32,7 +32,10 @@ use kernel::{
     },
     prelude::*,
     sync::{
-        atomic::Relaxed,
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
         Arc,
         CondVar,
         CondVarTimeoutResult,
@@ -107,6 +110,8 @@ pub(crate) struct Job {
     asid: u64,
     file: Arc<FileStats>,
     commands: KVec<Command>,
+    /// Set by [`Job::cancel`]: the remaining operations fail with `ECANCELED`.
+    cancelled: Atomic<bool>,
     #[pin]
     state: Mutex<State>,
     #[pin]
@@ -130,6 +135,7 @@ impl Job {
                 asid,
                 file,
                 commands,
+                cancelled: Atomic::new(false),
                 state <- new_mutex!(State {
                     outcomes,
                     complete: false,
@@ -138,6 +144,29 @@ impl Job {
             }),
             GFP_KERNEL,
         )
+    }
+
+    /// The context the job runs in.
+    pub(crate) fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    /// Tells the engine running the job to stop: each operation it has not started fails with
+    /// `ECANCELED`. An access in progress finishes (up to [`BURST`] operations on a page), and
+    /// so does a fault the job stalls on.
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Relaxed);
+    }
+
+    /// Waits, interruptibly, until the job is complete: `false` if a signal came first.
+    pub(crate) fn wait_interruptible(&self) -> bool {
+        let mut state = self.state.lock();
+        while !state.complete {
+            if self.completed.wait_interruptible(&mut state) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Waits until the job is complete, then returns `f` of its outcomes.
@@ -243,6 +272,10 @@ impl Job {
         let mut out = Outcome::default();
         let mut i = 0;
         while i < cmd.count {
+            if self.cancelled.load(Relaxed) {
+                out.error = ECANCELED.to_errno();
+                return out;
+            }
             let page = (cmd.addr + i * cmd.stride) & PAGE_MASK;
             let start = Instant::<Monotonic>::now();
             let mut faults = 0;
@@ -277,6 +310,10 @@ impl Job {
                         return out;
                     }
                     None => {}
+                }
+                if self.cancelled.load(Relaxed) {
+                    out.error = ECANCELED.to_errno();
+                    return out;
                 }
                 if faults > 0 && start.elapsed() > OP_DEADLINE {
                     out.error = EBUSY.to_errno();

@@ -71,8 +71,8 @@ impl Width {
 /// `apply_u32` and `apply_u64`: the operations on one width; each returns the old value.
 ///
 /// Like a device's atomics across a bus, they are atomic only with respect to the device: a
-/// read, then `window`, then a write, made atomic by the device holding the page under its
-/// page-table lock. A CPU access or another device's access in between is lost, which is what
+/// read, then `window`, then a write, made atomic by the device holding the page (an engine's
+/// translation, which a shootdown waits for) and by its atomic units. A CPU access or another device's access in between is lost, which is what
 /// lets the tests see a page held by two owners at once.
 macro_rules! apply_fn {
     ($name:ident, $t:ty) => {

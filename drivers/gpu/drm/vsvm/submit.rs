@@ -126,7 +126,13 @@ impl File {
             seqno
         };
         // Outside the file's lock: it may wait for room in the device's queue.
-        dev.engines.submit(job);
+        if let Err(e) = dev.engines.submit(job.clone()) {
+            // Not queued: a waiter for the number returns, and it is retired.
+            job.abort(ECANCELED);
+            let mut jobs = file.inner().get_ref().jobs.lock();
+            jobs.pending.retain(|p| p.seqno != seqno);
+            return Err(e);
+        }
         req.seqno = seqno;
         Ok(0)
     }
@@ -158,15 +164,14 @@ impl File {
         let ms = Delta::from_nanos(req.timeout_ns).as_millis_ceil();
         let timeout = msecs_to_jiffies(u32::try_from(ms).unwrap_or(u32::MAX));
         job.wait_timeout(timeout)?;
-        // Retired by the one waiter that takes it out.
-        let results = {
-            let mut jobs = file.inner().get_ref().jobs.lock();
-            let Some(i) = jobs.pending.iter().position(|p| p.seqno == seqno) else {
-                return Ok(0);
-            };
-            jobs.pending.remove(i)?.results
-        };
         let outcomes = job.outcomes()?;
+        // Written and retired by one waiter, under the lock: another one returns once the
+        // results are there. (Nothing that a fault on the results buffer takes needs it.)
+        let mut jobs = file.inner().get_ref().jobs.lock();
+        let Some(i) = jobs.pending.iter().position(|p| p.seqno == seqno) else {
+            return Ok(0);
+        };
+        let results = jobs.pending.remove(i)?.results;
         let mut writer = UserSlice::new(
             UserPtr::from_addr(results),
             outcomes.len() * core::mem::size_of::<JobResult>(),

@@ -62,7 +62,7 @@ module! {
 /// Most instances a system may have.
 const MAX_DEVICES: u32 = 8;
 
-/// Longest read-modify-write window, in ns: it is spent spinning under the page-table lock.
+/// Longest read-modify-write window, in ns: it is spent spinning under an engine's TLB lock.
 const MAX_RMW_WINDOW_NS: u32 = 100_000;
 
 /// The read-modify-write window of device atomics (`rmw_window_ns=`).

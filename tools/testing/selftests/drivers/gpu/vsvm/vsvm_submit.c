@@ -7,6 +7,7 @@
  * cancelled ones not at all.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -194,6 +195,48 @@ TEST_F(submit, reset_cancels_jobs_in_flight)
 	/* New work runs. */
 	ASSERT_EQ(vsvm_add64(self->fd, self->p, 1), 0);
 	EXPECT_EQ(self->p[0], expect[0] + 1);
+}
+
+struct long_job {
+	int fd;
+	uint64_t *word;
+	int err;
+};
+
+static void *run_long_job(void *arg)
+{
+	struct long_job *j = arg;
+
+	j->err = vsvm_range(j->fd, j->word, 0, DRM_VSVM_RANGE_MAX, DRM_VSVM_OP_ADD, 64, 1, NULL);
+	return NULL;
+}
+
+static void on_signal(int sig __attribute__((unused)))
+{
+}
+
+/*
+ * A signal stops a job that ATOMIC_RANGE waits for: EINTR, and the
+ * operations done before it stay done, each once (the file counts them).
+ */
+TEST_F(submit, signal_stops_a_waited_job)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+	struct long_job j = { .fd = self->fd, .word = self->p };
+	struct drm_vsvm_stats before, after;
+	pthread_t t;
+
+	ASSERT_EQ(sigaction(SIGUSR1, &sa, NULL), 0);	/* no SA_RESTART */
+	ASSERT_EQ(vsvm_stats(self->fd, &before), 0);
+	ASSERT_EQ(pthread_create(&t, NULL, run_long_job, &j), 0);
+	usleep(200 * 1000);
+	ASSERT_EQ(pthread_kill(t, SIGUSR1), 0);
+	pthread_join(t, NULL);
+	ASSERT_EQ(vsvm_stats(self->fd, &after), 0);
+	TH_LOG("%llu of %u operations done", (unsigned long long)self->p[0], DRM_VSVM_RANGE_MAX);
+	EXPECT_EQ(j.err, -EINTR);
+	EXPECT_LT(self->p[0], DRM_VSVM_RANGE_MAX);
+	EXPECT_EQ(self->p[0], after.ops - before.ops);
 }
 
 TEST_HARNESS_MAIN
