@@ -63,16 +63,18 @@ static inline int read_file(const char *path, char *buf, size_t size)
 }
 
 /*
- * Field @field (0 for the first) of counter @name in device 0's debugfs stats
- * ("name: v0 v1 ..."), or -1.
+ * Field @field (0 for the first) of counter @name in device @dev's debugfs
+ * stats ("name: v0 v1 ..."), or -1.
  */
-static inline long vsvm_dev_stat_field(const char *name, int field)
+static inline long vsvm_dev_stat_of(int dev, const char *name, int field)
 {
-	char line[256], *v;
+	char line[256], path[64], *v;
 	size_t len = strlen(name);
 	long n = -1;
-	FILE *f = fopen("/sys/kernel/debug/vsvm/vsvm0/stats", "r");
+	FILE *f;
 
+	snprintf(path, sizeof(path), "/sys/kernel/debug/vsvm/vsvm%d/stats", dev);
+	f = fopen(path, "r");
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f)) {
@@ -94,10 +96,16 @@ static inline long vsvm_dev_stat_field(const char *name, int field)
 	return n;
 }
 
+/* Field @field of counter @name in device 0's debugfs stats, or -1. */
+static inline long vsvm_dev_stat_field(const char *name, int field)
+{
+	return vsvm_dev_stat_of(0, name, field);
+}
+
 /* Counter @name in device 0's debugfs stats, or -1. */
 static inline long dev_stat(const char *name)
 {
-	return vsvm_dev_stat_field(name, 0);
+	return vsvm_dev_stat_of(0, name, 0);
 }
 
 /* The minor of the @index-th vsvm render node (/dev/dri/renderD<minor>), or -ENODEV. */

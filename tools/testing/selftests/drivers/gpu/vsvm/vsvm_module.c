@@ -464,6 +464,57 @@ TEST_F(module, unload_refused_while_a_file_is_open_elsewhere)
 	munmap(p, PAGE_SZ);
 }
 
+/*
+ * A process submits jobs that fault on 256 pages, and exits without waiting
+ * for them: its file is released, the jobs run on, and the module unloads at
+ * once, waiting for its engines; it loads again and works.
+ */
+TEST_F(module, unload_with_jobs_in_flight)
+{
+	int ready[2], fd;
+	uint64_t nodes = vsvm_nodes(), *p;
+
+	ASSERT_EQ(pipe(ready), 0);
+	self->pid[0] = fork_child();
+	ASSERT_GE(self->pid[0], 0);
+	if (self->pid[0] == 0) {
+		static struct drm_vsvm_job_op ops[256];
+		static struct drm_vsvm_job_result res[DRM_VSVM_JOBS_MAX][256];
+		char *mem = map_anon(256 * PAGE_SZ);
+		int fd = vsvm_open(0);
+		__u64 seqno;
+
+		close(ready[0]);
+		if (fd < 0 || !mem)
+			_exit(2);
+		memset(mem, 0, 256 * PAGE_SZ);
+		for (int i = 0; i < 256; i++)
+			ops[i] = (struct drm_vsvm_job_op){ .addr = (uintptr_t)(mem + i * PAGE_SZ),
+							   .operand = 1, .op = DRM_VSVM_OP_ADD,
+							   .width = 64 };
+		for (int j = 0; j < DRM_VSVM_JOBS_MAX; j++)
+			if (vsvm_submit(fd, ops, 256, res[j], &seqno))
+				_exit(3);
+		_exit(send_byte(ready[1]) ? 4 : 0);
+	}
+	close(ready[1]);
+	ASSERT_EQ(wait_byte(ready[0]), 0) TH_LOG("child: exit code %d", reap(&self->pid[0]));
+	ASSERT_EQ(reap(&self->pid[0]), 0);
+	close(ready[0]);
+
+	ASSERT_EQ(unload_module(), 0) TH_LOG("refcnt %ld", module_refcnt());
+	assert_unloaded(_metadata, nodes);
+	ASSERT_EQ(load_module(&loaded_with), 0);
+	assert_loaded(_metadata);
+	p = map_anon(PAGE_SZ);
+	ASSERT_NE(p, NULL);
+	fd = vsvm_open(0);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(vsvm_add64(fd, p, 5), 0);
+	ASSERT_EQ(p[0], 5);
+	close(fd);
+}
+
 TEST_F_TIMEOUT(module, load_unload_loop_with_live_processes, 120)
 {
 	int index = loaded_with.devices >= 2 ? 1 : 0;
