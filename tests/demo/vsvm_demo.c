@@ -129,6 +129,26 @@ int main(int argc, char **argv)
 		sum += buf[i * PAGE_SZ / 8];
 	sum += buf[8];	/* the hot counter */
 	expect = (uint64_t)n * ROUNDS * (NPAGES + HOT_ADDS);
+	/* What the devices' hardware did (debugfs, since the module was loaded). */
+	printf("\n%-8s %-23s %7s %10s %8s %8s %7s %6s\n", "device", "ops per engine", "TLB hit",
+	       "shootdowns", "records", "batches", "ranges", "full");
+	for (int d = 0; d < ndev; d++) {
+		char engines[64] = "";
+		long hits = vsvm_dev_stat_of(d, "tlb_hits", 0);
+		long misses = vsvm_dev_stat_of(d, "tlb_misses", 0);
+
+		for (int e = 0, len = 0; e < 4 && vsvm_dev_stat_of(d, "engine_ops", e) >= 0; e++)
+			len += snprintf(engines + len, sizeof(engines) - len, "%s%ld", e ? " " : "",
+					vsvm_dev_stat_of(d, "engine_ops", e));
+		printf("gpu%-5d %-23s %6.1f%% %10ld %8ld %8ld %7ld %6ld\n", d, engines,
+		       hits + misses > 0 ? 100.0 * hits / (hits + misses) : 0.0,
+		       vsvm_dev_stat_of(d, "tlb_shootdowns", 0),
+		       vsvm_dev_stat_of(d, "fault_records", 0),
+		       vsvm_dev_stat_of(d, "fault_batches", 0),
+		       vsvm_dev_stat_of(d, "fault_ranges", 0),
+		       vsvm_dev_stat_of(d, "fault_buffer_full", 0));
+	}
+
 	printf("\ntotal ops %lu in %.2f s; final sum %llu, expected %llu: %s\n", total_ops,
 	       (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9,
 	       (unsigned long long)sum, (unsigned long long)expect,
