@@ -72,8 +72,9 @@ impl Width {
 ///
 /// Like a device's atomics across a bus, they are atomic only with respect to the device: a
 /// read, then `window`, then a write, made atomic by the device holding the page (an engine's
-/// translation, which a shootdown waits for) and by its atomic units. A CPU access or another device's access in between is lost, which is what
-/// lets the tests see a page held by two owners at once.
+/// translation, which a shootdown waits for) and by its atomic units. A CPU access or another
+/// device's access in between is lost, which is what lets the tests see a page held by two
+/// owners at once.
 macro_rules! apply_fn {
     ($name:ident, $t:ty) => {
         fn $name(a: &Atomic<$t>, op: Op, operand: $t, compare: $t, window: Delta) -> $t {

@@ -211,8 +211,9 @@ static void *run_long_job(void *arg)
 	return NULL;
 }
 
-static void on_signal(int sig __attribute__((unused)))
+static void on_signal(int sig)
 {
+	(void)sig;
 }
 
 /*
