@@ -523,6 +523,33 @@ static int cmd_async(void)
 				return 1;
 		result("async", "range256", (now_us() - t) / (n / 64 * 256), "us/op");
 	}
+	/*
+	 * A grant through the fault worker (ATOMIC on a page the device does not
+	 * hold: the engine faults, the worker grants, the job replays) against
+	 * the same grant in the ioctl's task (PREFETCH) followed by the same
+	 * ATOMIC on the granted page; 512 fresh pages each, alternated.
+	 */
+	for (int rep = 0; rep < 5; rep++) {
+		char *q = map_pages(NPAGES, 0);
+
+		if (!q)
+			return 1;
+		t = now_us();
+		for (unsigned long i = 0; i < NPAGES; i++)
+			if (vsvm_add64(fd, q + i * PAGE_SZ, 1))
+				return 1;
+		result("async", "fault-by-worker", (now_us() - t) / NPAGES, "us/page");
+		unmap_pages(q, NPAGES);
+		q = map_pages(NPAGES, 0);
+		if (!q)
+			return 1;
+		t = now_us();
+		for (unsigned long i = 0; i < NPAGES; i++)
+			if (vsvm_prefetch(fd, q + i * PAGE_SZ, 1) || vsvm_add64(fd, q + i * PAGE_SZ, 1))
+				return 1;
+		result("async", "fault-in-ioctl", (now_us() - t) / NPAGES, "us/page");
+		unmap_pages(q, NPAGES);
+	}
 	return 0;
 }
 

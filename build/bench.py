@@ -181,6 +181,14 @@ def report(r):
                              for v in ("atomic", "submit256", "range256")) +
                    f"; QUERY, the ioctl alone, {r.cell('async', 'query')}.")
         out.append("")
+    if r.get("async", "fault-by-worker"):
+        w, i = r.med("async", "fault-by-worker"), r.med("async", "fault-in-ioctl")
+        out.append("A grant through the fault worker (ATOMIC on a page the device does not hold: "
+                   "the engine faults, the worker grants, the job replays) against the same grant "
+                   "by PREFETCH in the ioctl's task followed by the same ATOMIC, us per page: "
+                   f"{r.cell('async', 'fault-by-worker')} vs {r.cell('async', 'fault-in-ioctl')}, "
+                   f"ratio {w / i:.2f}.")
+        out.append("")
     out.append("Scaling: per page, backend batch / correct floor batch:")
     out.append("")
     out.append("| pages | " + " | ".join(f"{k} backend | {k} floor | {k} ratio" for k in ("4k", "thp")) + " |")
