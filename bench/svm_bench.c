@@ -545,7 +545,8 @@ static int cmd_async(void)
 			return 1;
 		t = now_us();
 		for (unsigned long i = 0; i < NPAGES; i++)
-			if (vsvm_prefetch(fd, q + i * PAGE_SZ, 1) || vsvm_add64(fd, q + i * PAGE_SZ, 1))
+			if (vsvm_prefetch(fd, q + i * PAGE_SZ, 1) ||
+			    vsvm_add64(fd, q + i * PAGE_SZ, 1))
 				return 1;
 		result("async", "fault-in-ioctl", (now_us() - t) / NPAGES, "us/page");
 		unmap_pages(q, NPAGES);
