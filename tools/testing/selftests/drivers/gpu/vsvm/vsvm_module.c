@@ -179,6 +179,15 @@ static void assert_unloaded(struct __test_metadata *_metadata, uint64_t nodes)
 	ASSERT_EQ(vsvm_count(), 0);
 }
 
+/* Unloads the module, which leaves nothing of it (its render @nodes), and loads it again. */
+static void reload_module(struct __test_metadata *_metadata, uint64_t nodes)
+{
+	ASSERT_EQ(unload_module(), 0) TH_LOG("refcnt %ld", module_refcnt());
+	assert_unloaded(_metadata, nodes);
+	ASSERT_EQ(load_module(&loaded_with), 0);
+	assert_loaded(_metadata);
+}
+
 static int send_byte(int fd)
 {
 	return write(fd, "x", 1) == 1 ? 0 : -1;
@@ -445,10 +454,7 @@ TEST_F(module, unload_refused_while_a_file_is_open_elsewhere)
 	close(go[1]);
 
 	/* The child's exit released its file before waitpid() could see it (do_exit()). */
-	ASSERT_EQ(unload_module(), 0) TH_LOG("refcnt %ld", module_refcnt());
-	assert_unloaded(_metadata, nodes);
-	ASSERT_EQ(load_module(&loaded_with), 0);
-	assert_loaded(_metadata);
+	reload_module(_metadata, nodes);
 
 	p = map_anon(PAGE_SZ);
 	ASSERT_NE(p, NULL);
@@ -502,10 +508,7 @@ TEST_F(module, unload_with_jobs_in_flight)
 	ASSERT_EQ(reap(&self->pid[0]), 0);
 	close(ready[0]);
 
-	ASSERT_EQ(unload_module(), 0) TH_LOG("refcnt %ld", module_refcnt());
-	assert_unloaded(_metadata, nodes);
-	ASSERT_EQ(load_module(&loaded_with), 0);
-	assert_loaded(_metadata);
+	reload_module(_metadata, nodes);
 	p = map_anon(PAGE_SZ);
 	ASSERT_NE(p, NULL);
 	fd = vsvm_open(0);
