@@ -137,9 +137,14 @@ int main(int argc, char **argv)
 		long hits = vsvm_dev_stat_of(d, "tlb_hits", 0);
 		long misses = vsvm_dev_stat_of(d, "tlb_misses", 0);
 
-		for (int e = 0, len = 0; e < 4 && vsvm_dev_stat_of(d, "engine_ops", e) >= 0; e++)
+		for (int e = 0, len = 0; e < 4; e++) {
+			long ops = vsvm_dev_stat_of(d, "engine_ops", e);
+
+			if (ops < 0)
+				break;
 			len += snprintf(engines + len, sizeof(engines) - len, "%s%ld", e ? " " : "",
-					vsvm_dev_stat_of(d, "engine_ops", e));
+					ops);
+		}
 		printf("gpu%-5d %-23s %6.1f%% %10ld %8ld %8ld %7ld %6ld\n", d, engines,
 		       hits + misses > 0 ? 100.0 * hits / (hits + misses) : 0.0,
 		       vsvm_dev_stat_of(d, "tlb_shootdowns", 0),
