@@ -163,6 +163,7 @@ use crate::{
 mod charge;
 mod context;
 mod fault;
+mod fault_around;
 mod granting;
 mod grants;
 mod notifier;
@@ -277,6 +278,11 @@ pub struct Config {
     /// A minimum residency shared with other devices' contexts, or `None` (nouveau's
     /// behaviour: a grant can be taken away at once).
     pub residency: Option<Arc<Residency>>,
+    /// Most pages a fault grants ahead of those it was asked for, within the chunk of the
+    /// last one, while the context's faults follow each other (fault-around); 0, nouveau's
+    /// behaviour, grants only what was asked for. A page ahead is granted only if that needs
+    /// no wait and no retry; failing to grant it does not fail the fault.
+    pub fault_around: usize,
     /// Counters that also count everything this context counts (see [`Stats::new_shared`]).
     pub device_stats: Option<Arc<Stats>>,
     /// Time the phases of each grant ([`Stats`] `phase_ns`), for profiling; costs a clock
@@ -295,6 +301,7 @@ impl Config {
             timeout: Self::DEFAULT_TIMEOUT,
             notifiers: NotifierMode::LongLived,
             residency: None,
+            fault_around: 0,
             device_stats: None,
             profile: false,
         }

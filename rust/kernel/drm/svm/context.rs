@@ -8,6 +8,7 @@ use super::{
         Fault,
         Profiler, //
     },
+    fault_around::Stream,
     grants::{
         ChunkSlots,
         Grants, //
@@ -178,7 +179,8 @@ impl<T: DriverSvm> Shared<T> {
         }
     }
 
-    /// Forgets this device's residency on page `index`, which it lost. Does not sleep.
+    /// Forgets this device's residency on chunk `index`, where it lost its last grant. Does not
+    /// sleep.
     pub(super) fn forget(&self, index: usize) {
         if let Some(residency) = &self.residency {
             residency.forget(self.mm_key, index, self.owner_key());
@@ -203,9 +205,10 @@ pub struct SvmContext<T: DriverSvm> {
     #[pin]
     chunks: Mutex<RBTree<usize, Arc<ChunkNotifier<T>>>>,
     /// Serialises the faults of this context (like a device's fault queue), so that
-    /// `Shared::granting_task` names the one task granting.
+    /// `Shared::granting_task` names the one task granting; over the stream of faults that
+    /// fault-around follows.
     #[pin]
-    pub(super) fault_lock: Mutex<()>,
+    pub(super) fault_lock: Mutex<Stream>,
 }
 
 impl<T: DriverSvm> SvmContext<T> {
@@ -252,7 +255,7 @@ impl<T: DriverSvm> SvmContext<T> {
             config,
             shared: shared?,
             chunks <- Mutex::new(RBTree::new(), chunks_class.0, chunks_class.1),
-            fault_lock <- Mutex::new((), fault_class.0, fault_class.1),
+            fault_lock <- Mutex::new(Stream::new(), fault_class.0, fault_class.1),
         }? Error)
     }
 
@@ -311,13 +314,14 @@ impl<T: DriverSvm> SvmContext<T> {
             }
         };
         let mut fault = Fault::new(self, mm, prof);
+        let end = addr + len;
+        let window = fault.stream().window(addr, end, self.config.fault_around);
         let mut granted = 0;
         let mut ret = Ok(());
         for i in 0..npages {
             let page = addr + i * PAGE_SIZE;
-            let next =
-                (i + 1 < npages && (page + PAGE_SIZE) % CHUNK_SIZE != 0).then(|| page + PAGE_SIZE);
-            match fault.page(page, next) {
+            let next = (i + 1 < npages || window != 0) && (page + PAGE_SIZE) % CHUNK_SIZE != 0;
+            match fault.page(page, next.then(|| page + PAGE_SIZE), false) {
                 Ok(true) => granted += 1,
                 Ok(false) => {}
                 Err(e) => {
@@ -325,6 +329,27 @@ impl<T: DriverSvm> SvmContext<T> {
                     break;
                 }
             }
+        }
+        // Fault-around: the pages after those asked for, within their chunk, as long as each
+        // is granted at once (without waiting for another device's residency, without a
+        // retry). What stops it is not the fault's error.
+        let (mut ahead, mut granted_ahead) = (0, 0);
+        if ret.is_ok() {
+            while ahead < window {
+                let page = end + ahead * PAGE_SIZE;
+                let next = ahead + 1 < window;
+                match fault.page(page, next.then(|| page + PAGE_SIZE), true) {
+                    Ok(true) => granted_ahead += 1,
+                    Ok(false) => {}
+                    Err(_) => break,
+                }
+                ahead += 1;
+            }
+            fault.stream().ended(end, ahead);
+            granted += granted_ahead;
+            stats.granted_ahead(granted_ahead);
+        } else {
+            fault.stream().reset();
         }
         // Lets go of the mmap lock, the chunk and the fault lock, in that order; the trimming
         // below removes notifiers, which waits for the mm's invalidations.
@@ -437,7 +462,7 @@ impl<T: DriverSvm> SvmContext<T> {
     }
 
     /// Trims, under the fault lock, under which faults use their chunks: none is in use.
-    fn trim_locked(&self, _serial: &MutexGuard<'_, ()>) {
+    fn trim_locked(&self, _serial: &MutexGuard<'_, Stream>) {
         self.remove_chunks(|index, _| self.remove_slots_if_empty(index, true));
     }
 

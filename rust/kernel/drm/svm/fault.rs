@@ -9,6 +9,7 @@ use super::{
         Shared,
         State, //
     },
+    fault_around::Stream,
     granting::Granting,
     grants::Grant,
     notifier::{
@@ -64,8 +65,8 @@ pub(super) struct Fault<'a, T: DriverSvm> {
     chunk: Option<ChunkUse<'a, T>>,
     /// The next page of the batch (its address), looked at by the previous page's commit.
     ahead: Option<(usize, Seen<T>)>,
-    /// The context's fault lock.
-    _serial: MutexGuard<'a, ()>,
+    /// The context's fault lock, over its stream of faults.
+    serial: MutexGuard<'a, Stream>,
     ctx: &'a SvmContext<T>,
     mm: &'a MmWithUser,
     /// `Shared::generation` when the fault began: a fault that [`SvmContext::revoke_all`] ran
@@ -84,7 +85,7 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
         Self {
             chunk: None,
             ahead: None,
-            _serial: serial,
+            serial,
             ctx,
             mm,
             // Compared under the page-table lock when each page is committed.
@@ -94,10 +95,17 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
         }
     }
 
+    /// The stream of the context's faults, for fault-around.
+    pub(super) fn stream(&mut self) -> &mut Stream {
+        &mut self.serial
+    }
+
     /// Grants the page at `addr`; `false` if the device held it already. `next` is the next
     /// page of the batch, if it is in the same chunk (the next chunk's notifier may not exist
-    /// yet): this page's commit looks at it.
-    pub(super) fn page(&mut self, addr: usize, next: Option<usize>) -> Result<bool> {
+    /// yet): this page's commit looks at it. A page granted `ahead` of those asked for is
+    /// granted at once or not at all: `EAGAIN` if another device's residency or a collision
+    /// would make it wait or retry.
+    pub(super) fn page(&mut self, addr: usize, next: Option<usize>, ahead: bool) -> Result<bool> {
         let index = addr / CHUNK_SIZE;
         let chunk = match self.chunk.take() {
             Some(chunk) if chunk.index == index => chunk,
@@ -107,7 +115,7 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
                 self.ctx.chunk(self.mm, addr)?
             }
         };
-        let ret = self.grant_page(&chunk.chunk, addr, next);
+        let ret = self.grant_page(&chunk.chunk, addr, next, ahead);
         self.chunk = Some(chunk);
         let ctx = self.ctx;
         let shared = &ctx.shared;
@@ -117,7 +125,7 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
         if ret.is_err() {
             if let Some(residency) = &shared.residency {
                 // A fault that gives up must not keep the others waiting behind it.
-                residency.leave(shared.mm_key, addr >> PAGE_SHIFT, shared.owner_key());
+                residency.leave(shared.mm_key, addr / CHUNK_SIZE, shared.owner_key());
             }
         }
         ret
@@ -131,6 +139,7 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
         chunk: &ChunkNotifier<T>,
         addr: usize,
         next: Option<usize>,
+        ahead: bool,
     ) -> Result<bool> {
         let ctx = self.ctx;
         let shared = &ctx.shared;
@@ -155,7 +164,13 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
                 return Ok(false);
             };
             self.prof.mark(Phase::Prepare);
-            let begun = self.begin(chunk, addr)?;
+            let begun = match self.begin(chunk, addr, ahead) {
+                Ok(begun) => begun,
+                Err(e) => {
+                    shared.state.lock().keep_spare(pte);
+                    return Err(e);
+                }
+            };
             self.prof.mark(Phase::ReadBegin);
             let result = self.try_grant(chunk, &begun, addr, next, pte);
             drop(begun);
@@ -163,6 +178,10 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
                 Attempt::Granted(next) => {
                     self.ahead = next;
                     break;
+                }
+                Attempt::Retry(pte) if ahead => {
+                    shared.state.lock().keep_spare(pte);
+                    return Err(EAGAIN);
                 }
                 Attempt::Retry(pte) => {
                     kept = Some(pte);
@@ -175,7 +194,7 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
             }
         }
         if let Some(residency) = &shared.residency {
-            residency.record(shared.mm_key, addr >> PAGE_SHIFT, shared.owner_key());
+            residency.record(shared.mm_key, addr / CHUNK_SIZE, shared.owner_key());
         }
         trace::grant(shared.owner, addr);
         self.prof.mark(Phase::Release);
@@ -216,11 +235,17 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
         }
     }
 
-    /// Step 2: waits out another device's residency on the page, then starts the sequence the
-    /// grant is validated against (of a notifier of its own in per-fault mode).
-    fn begin(&mut self, chunk: &ChunkNotifier<T>, addr: usize) -> Result<Begun<T>> {
+    /// Step 2: waits out another device's residency on the page's chunk (a page granted
+    /// `ahead` does not wait: `EAGAIN`), then starts the sequence the grant is validated
+    /// against (of a notifier of its own in per-fault mode).
+    fn begin(&mut self, chunk: &ChunkNotifier<T>, addr: usize, ahead: bool) -> Result<Begun<T>> {
         let ctx = self.ctx;
         let shared = &ctx.shared;
+        let residency = shared.residency.as_ref();
+        let key = (shared.mm_key, addr / CHUNK_SIZE, shared.owner_key());
+        if ahead && residency.is_some_and(|r| r.held_by_other(key.0, key.1, key.2)) {
+            return Err(EAGAIN);
+        }
         let per_fault = match ctx.config.notifiers {
             NotifierMode::LongLived => None,
             NotifierMode::PerFault => Some(Arc::pin_init(
@@ -233,14 +258,12 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
                 GFP_KERNEL_ACCOUNT,
             )?),
         };
-        if let Some(residency) = &shared.residency {
+        if let Some(residency) = residency.filter(|_| !ahead) {
             // Back off for the rest of the other device's slice, and then until the devices
             // that came first had their turn, within the deadline, which this starts: at the
             // deadline the fault takes the page, or fails with `EBUSY` if it collides.
             let mut waited = false;
-            while let Some(left) =
-                residency.remaining(shared.mm_key, addr >> PAGE_SHIFT, shared.owner_key())
-            {
+            while let Some(left) = residency.remaining(key.0, key.1, key.2) {
                 let budget = self.deadline.remaining();
                 if budget <= Delta::ZERO {
                     break;

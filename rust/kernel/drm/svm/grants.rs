@@ -229,13 +229,13 @@ impl Grants {
         self.chunks_in(first, end).any(|(_, c, r)| c.any(r))
     }
 
-    /// Forgets the grants of pages `[first, end)`, telling `on_remove` each page index; returns
-    /// how many there were, and flags the chunks this empties. Does not sleep.
+    /// Forgets the grants of pages `[first, end)`; returns how many there were, and flags the
+    /// chunks this empties, telling `on_emptied` each one's index. Does not sleep.
     pub(super) fn remove(
         &mut self,
         first: usize,
         end: usize,
-        mut on_remove: impl FnMut(usize),
+        mut on_emptied: impl FnMut(usize),
     ) -> u64 {
         let mut removed = 0;
         let mut cursor = self.chunks.cursor_lower_bound_mut(&(first / CHUNK_PAGES));
@@ -245,19 +245,19 @@ impl Grants {
             let Some((lo, hi)) = slots_in(index, first, end) else {
                 break;
             };
-            for (i, slot) in chunk.slots[lo..hi].iter_mut().enumerate() {
+            for slot in chunk.slots[lo..hi].iter_mut() {
                 if chunk.count == 0 {
                     break;
                 }
                 if slot.take().is_some() {
                     // INVARIANT: one slot fewer is `Some`.
                     chunk.count -= 1;
-                    on_remove(index * CHUNK_PAGES + lo + i);
                     removed += 1;
                     if chunk.count == 0 {
                         // INVARIANT: the flag is set while `count` is 0, and counted.
                         chunk.emptied = true;
                         self.emptied += 1;
+                        on_emptied(index);
                     }
                 }
             }

@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Contention control: a minimum residency for granted pages.
+//! Contention control: a minimum residency for grants, per 2 MiB chunk.
 //!
-//! When several devices hammer the same page, each grant revokes the previous one, and a device
-//! may lose the page before it performed a single operation on it. A [`Residency`] shared by
-//! the contexts of several devices gives each grant a minimum time slice (Xe uses 5 ms for its
-//! atomics): a device that faults on a page another device was granted less than that long ago
-//! backs off for the rest of the slice first, and devices waiting for one page take it in the
-//! order they came. The CPU is never delayed.
+//! When several devices hammer the same memory, each grant revokes the previous one, and a
+//! device may lose a page before it performed a single operation on it. A [`Residency`] shared
+//! by the contexts of several devices gives each device's grants in a chunk a minimum time
+//! slice (Xe uses 5 ms for its atomics): a device that faults in a chunk where another device
+//! was granted a page less than that long ago backs off for the rest of the slice first, and
+//! devices waiting for one chunk take it in the order they came. A slice covers the chunk, not
+//! a page, so that devices sweeping a shared buffer take turns on it instead of taking it from
+//! each other page by page. The CPU is never delayed.
 
 use crate::{
     new_spinlock,
@@ -25,13 +27,13 @@ use crate::{
 
 const SLOTS: usize = 64;
 
-/// Devices that can wait for one page in turn; more wait without a place in the queue.
+/// Devices that can wait for one chunk in turn; more wait without a place in the queue.
 const QUEUE: usize = 8;
 
 /// The shortest a waiter behind the first one sleeps before it asks again.
 const MIN_POLL: Delta = Delta::from_micros(50);
 
-/// A device waiting for a page, and when it last asked.
+/// A device waiting for a chunk, and when it last asked.
 #[derive(Clone, Copy)]
 struct Waiter {
     owner: usize,
@@ -42,9 +44,10 @@ struct Waiter {
 struct Slot {
     mm: usize,
     index: usize,
-    /// The device granted the page last, and when; `None` once it lost the page.
+    /// The device granted a page of the chunk last, and when; `None` once it lost its last
+    /// page of the chunk.
     holder: Option<(usize, Instant<Monotonic>)>,
-    /// Devices waiting for the page, in the order they came.
+    /// Devices waiting for the chunk, in the order they came.
     queue: [Option<Waiter>; QUEUE],
 }
 
@@ -91,10 +94,10 @@ impl Slot {
 
 /// The residency policy shared by the contexts of cooperating devices.
 ///
-/// It remembers the last grant of up to 64 pages and the devices waiting for each, in a small
-/// hash table (a collision forgets the other page's residency and queue early). When a slice
-/// ends, the device that has waited longest takes the page (when it next asks: waiters poll),
-/// so that devices contending for one page take turns instead of racing for it.
+/// It remembers the last grant in up to 64 chunks and the devices waiting for each, in a small
+/// hash table (a collision forgets the other chunk's residency and queue early). When a slice
+/// ends, the device that has waited longest takes the chunk (when it next asks: waiters poll),
+/// so that devices contending for one chunk take turns instead of racing for it.
 #[pin_data]
 pub struct Residency {
     min: Delta,
@@ -128,10 +131,10 @@ impl Residency {
         (mm >> 6 ^ index.wrapping_mul(0x9e37_79b9)) % SLOTS
     }
 
-    /// How long `owner` should wait before it takes page `index` of `mm`, if at all: the rest
-    /// of another owner's slice, or, once it has ended, a while longer if devices that came
-    /// first are still waiting. A device that waits is queued; it must ask again after its
-    /// wait (the page may have changed hands meanwhile).
+    /// How long `owner` should wait before it takes a page of chunk `index` of `mm`, if at
+    /// all: the rest of another owner's slice, or, once it has ended, a while longer if devices
+    /// that came first are still waiting. A device that waits is queued; it must ask again
+    /// after its wait (the chunk may have changed hands meanwhile).
     pub(super) fn remaining(&self, mm: usize, index: usize, owner: usize) -> Option<Delta> {
         let mut slots = self.slots.lock();
         let slot = slots[Self::slot(mm, index)].as_mut()?;
@@ -160,7 +163,25 @@ impl Residency {
         Some(if poll > MIN_POLL { poll } else { MIN_POLL })
     }
 
-    /// Takes `owner` out of the queue of page `index` of `mm`: its fault ended without a grant.
+    /// Whether another owner's slice on chunk `index` of `mm` is running, or devices wait for
+    /// the chunk: what a page granted ahead does not take. Queues nobody.
+    pub(super) fn held_by_other(&self, mm: usize, index: usize, owner: usize) -> bool {
+        let slots = self.slots.lock();
+        let Some(slot) = slots[Self::slot(mm, index)].as_ref() else {
+            return false;
+        };
+        if slot.mm != mm || slot.index != index {
+            return false;
+        }
+        let now = Instant::now();
+        let running = slot
+            .holder
+            .is_some_and(|(h, at)| h != owner && now - at < self.min);
+        running || slot.queue.iter().flatten().any(|w| w.owner != owner)
+    }
+
+    /// Takes `owner` out of the queue of chunk `index` of `mm`: its fault ended without a
+    /// grant.
     pub(super) fn leave(&self, mm: usize, index: usize, owner: usize) {
         let mut slots = self.slots.lock();
         if let Some(slot) = slots[Self::slot(mm, index)].as_mut() {
@@ -170,7 +191,7 @@ impl Residency {
         }
     }
 
-    /// Records a grant of page `index` of `mm` to `owner` now.
+    /// Records a grant of a page of chunk `index` of `mm` to `owner` now.
     pub(super) fn record(&self, mm: usize, index: usize, owner: usize) {
         let mut slots = self.slots.lock();
         let slot = &mut slots[Self::slot(mm, index)];
@@ -182,7 +203,7 @@ impl Residency {
         slot.retain(|w| w.owner != owner);
     }
 
-    /// Forgets `owner`'s grant of page `index` of `mm`, which it lost. Does not sleep.
+    /// Forgets `owner`'s grants in chunk `index` of `mm`: it lost the last one. Does not sleep.
     pub(super) fn forget(&self, mm: usize, index: usize, owner: usize) {
         let mut slots = self.slots.lock();
         if let Some(slot) = slots[Self::slot(mm, index)].as_mut() {

@@ -224,6 +224,10 @@ macro_rules! counters {
 counters! {
     /// Pages made exclusive and mapped (counted at the end of each fault).
     pages_granted;
+    /// Of those, pages granted ahead of the ones a fault was asked for ([`Config::fault_around`]).
+    ///
+    /// [`Config::fault_around`]: super::Config::fault_around
+    pages_ahead;
     /// Pages a fault found already mapped with atomic permission.
     pages_already_mapped => already_mapped;
     /// Times a grant was thrown away because an invalidation collided with it.
@@ -263,6 +267,13 @@ impl Stats {
     pub(crate) fn granted(&self, pages: u64) {
         if pages != 0 {
             self.bump(|s| &s.pages_granted, pages);
+        }
+    }
+
+    /// Counts `pages` granted ahead, once per fault.
+    pub(crate) fn granted_ahead(&self, pages: u64) {
+        if pages != 0 {
+            self.bump(|s| &s.pages_ahead, pages);
         }
     }
 

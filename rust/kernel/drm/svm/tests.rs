@@ -350,6 +350,98 @@ mod kunit {
         Ok(())
     }
 
+    /// A context of `owner` whose fault-around grants up to `around` pages ahead, sharing
+    /// `residency`.
+    fn around_ctx(
+        owner: &'static u8,
+        around: usize,
+        residency: Option<&Arc<Residency>>,
+    ) -> Result<Pin<KBox<SvmContext<TestPt>>>> {
+        let mm = current_mm().ok_or(EINVAL)?;
+        let mut config = Config::new(Owner::from_ptr(owner));
+        config.fault_around = around;
+        config.residency = residency.cloned();
+        KBox::pin_init(
+            SvmContext::new(&mm, TestPt::new(PMD_SIZE / P)?, config),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Pages of `[first, end)` (page numbers from `base`) the context holds.
+    fn held(ctx: &SvmContext<TestPt>, base: usize, first: usize, end: usize) -> usize {
+        (first..end)
+            .filter(|&i| ctx.is_granted(base + i * P))
+            .count()
+    }
+
+    #[test]
+    fn fault_around_follows_a_stream() -> Result {
+        let mem = UserMem::new_thp()?;
+        let (base, n) = (mem.addr(), PMD_SIZE / P);
+        let ctx = around_ctx(&DEV_A, 64, None)?;
+        let ahead = || ctx.stats().snapshot().pages_ahead;
+        // A first fault is not a stream yet: nothing ahead.
+        ctx.atomic_fault(base, 4)?;
+        assert_eq!((ctx.granted_pages(), ahead()), (4, 0));
+        // The next one starts where it ended: twice what it asked for, ahead.
+        ctx.atomic_fault(base + 4 * P, 4)?;
+        assert_eq!((ctx.granted_pages(), ahead()), (16, 8));
+        // Past the window: it doubles.
+        ctx.atomic_fault(base + 16 * P, 4)?;
+        assert_eq!((ctx.granted_pages(), ahead()), (36, 24));
+        assert_eq!(held(&ctx, base, 0, n), 36);
+        // The CPU takes a page granted ahead before the device reached it: the fault there
+        // halves the window (8 ahead, of which 5 were still held).
+        mem.write_u64(30 * P, 1)?;
+        ctx.atomic_fault(base + 30 * P, 1)?;
+        assert_eq!((held(&ctx, base, 0, n), ahead()), (39, 27));
+        // A random fault grants only its page, and starts no stream.
+        ctx.atomic_fault(base + 300 * P, 1)?;
+        assert_eq!((held(&ctx, base, 0, n), ahead()), (40, 27));
+        ctx.atomic_fault(base + 200 * P, 1)?;
+        assert_eq!((held(&ctx, base, 0, n), ahead()), (41, 27));
+        // A stream stops at the end of its chunk.
+        ctx.atomic_fault(base + (n - 8) * P, 2)?;
+        ctx.atomic_fault(base + (n - 6) * P, 2)?;
+        assert_eq!((held(&ctx, base, 0, n), ahead()), (49, 31));
+        // Without fault-around, the same stream grants what it asks for.
+        let plain = around_ctx(&DEV_B, 0, None)?;
+        for i in 0..3 {
+            plain.atomic_fault(base + i * 4 * P, 4)?;
+        }
+        assert_eq!(held(&plain, base, 0, n), 12);
+        assert_eq!(plain.stats().snapshot().pages_ahead, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn residency_covers_the_chunk() -> Result {
+        let mem = UserMem::new_thp()?;
+        let base = mem.addr();
+        // Long enough that each step below runs inside the slice before it, on a slow guest.
+        let residency = Residency::new(Delta::from_millis(100))?;
+        let a = around_ctx(&DEV_A, 0, Some(&residency))?;
+        let b = around_ctx(&DEV_B, 0, Some(&residency))?;
+        a.atomic_fault(base, 1)?;
+        // Another page of the chunk: B waits for A's slice on the chunk, and A keeps its page.
+        b.atomic_fault(base + 5 * P, 1)?;
+        assert_eq!(b.stats().snapshot().residency_waits, 1);
+        assert!(a.is_granted(base) && b.is_granted(base + 5 * P));
+        // B's slice now: more of the chunk without waiting.
+        b.atomic_fault(base + 8 * P, 1)?;
+        assert_eq!(b.stats().snapshot().residency_waits, 1);
+        // The CPU takes one of B's pages; B keeps the chunk, and A waits for its slice.
+        mem.write_u64(5 * P, 1)?;
+        a.atomic_fault(base + 6 * P, 1)?;
+        assert_eq!(a.stats().snapshot().residency_waits, 1);
+        // The CPU takes A's last pages of the chunk: A's slice is over, B does not wait.
+        mem.write_u64(0, 1)?;
+        mem.write_u64(6 * P, 1)?;
+        b.atomic_fault(base + 9 * P, 1)?;
+        assert_eq!(b.stats().snapshot().residency_waits, 1);
+        Ok(())
+    }
+
     #[test]
     fn residency_hands_the_page_over_in_turn() -> Result {
         // Long enough that a slow guest asks within a slice, and within four after a sleep.
