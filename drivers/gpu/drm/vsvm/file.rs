@@ -88,6 +88,8 @@ impl drm::file::DriverFile for File {
         let mut config = Config::new(Owner::from_ptr(data));
         config.residency = data.residency.clone();
         config.device_stats = Some(data.stats.svm.clone());
+        // Checked at module load: at most 511.
+        config.fault_around = crate::module_parameters::fault_around.value() as usize;
         if crate::module_parameters::per_fault_notifiers.value() {
             config.notifiers = NotifierMode::PerFault;
         }

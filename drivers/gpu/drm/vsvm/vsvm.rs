@@ -52,6 +52,10 @@ module! {
             default: 2,
             description: "Engines of each virtual GPU (1-4)",
         },
+        fault_around: u32 {
+            default: 511,
+            description: "Most pages a fault grants ahead, within its 2 MiB chunk (0: off)",
+        },
         per_fault_notifiers: bool {
             default: false,
             description: "A notifier per fault, as nouveau does (for comparison)",
@@ -61,6 +65,9 @@ module! {
 
 /// Most instances a system may have.
 const MAX_DEVICES: u32 = 8;
+
+/// Most pages a fault grants ahead: the rest of a 2 MiB chunk.
+const MAX_FAULT_AROUND: u32 = 511;
 
 /// Longest read-modify-write window, in ns: it is spent spinning under an engine's TLB lock.
 const MAX_RMW_WINDOW_NS: u32 = 100_000;
@@ -100,6 +107,11 @@ impl kernel::Module for VsvmModule {
             pr_err!("engines={engines}: must be 1 to {}\n", engine::MAX_ENGINES);
             return Err(EINVAL);
         }
+        let around = module_parameters::fault_around.value();
+        if around > MAX_FAULT_AROUND {
+            pr_err!("fault_around={around}: must be at most {MAX_FAULT_AROUND}\n");
+            return Err(EINVAL);
+        }
         let residency_us = module_parameters::residency_us.value();
         let residency = match residency_us {
             0 => None,
@@ -114,7 +126,7 @@ impl kernel::Module for VsvmModule {
         }
         pr_info!(
             "{count} virtual SVM GPUs of {engines} engines, residency {residency_us} us, \
-             atomic window {window} ns\n"
+             fault-around {around} pages, atomic window {window} ns\n"
         );
         #[cfg(CONFIG_DRM_VSVM_BENCH)]
         let bench = KBox::pin_init(
