@@ -28,8 +28,19 @@ for rep in 1 2 3 4 5; do
 	run single long-lived
 done
 
-# Contention: 1-8 devices on one page, without and with a 5 ms residency,
-# alternated, five times; then once with CPU threads and over a THP.
+# One job sweeping a fresh THP; random single-page faults with and without
+# fault-around, alternated.
+load devices=2
+run fresh
+for rep in 1 2 3; do
+	load devices=2 fault_around=0
+	run scatter single
+	load devices=2
+	run scatter around
+done
+
+# Contention on one page: 1-8 devices, without and with a 5 ms residency,
+# alternated, five times.
 for rep in 1 2 3 4 5; do
 	for policy in 0 5000; do
 		load devices=8 residency_us=$policy
@@ -38,12 +49,21 @@ for rep in 1 2 3 4 5; do
 		done
 	done
 done
+# Contention on a shared buffer: 1-8 devices sweeping one THP, alone and with
+# two CPU threads sweeping it too, residency on, five times; then once without
+# residency, and the one page with CPU threads.
+for rep in 1 2 3 4 5; do
+	load devices=8 residency_us=5000
+	for ndev in 1 2 4 8; do
+		run contention $ndev 0 512 res5000
+		run contention $ndev 2 512 res5000
+	done
+done
 for policy in 0 5000; do
 	load devices=8 residency_us=$policy
 	for ndev in 1 2 4 8; do
 		run contention $ndev 2 1 "res$policy"
-		run contention $ndev 0 512 "res$policy"
-		run contention $ndev 2 512 "res$policy"
+		[ $policy = 0 ] && run contention $ndev 0 512 res0
 	done
 done
 rmmod vsvm

@@ -14,7 +14,11 @@
  *   svm_bench batch           512 single-page grants vs one 512-page grant, THP
  *   svm_bench noise           faults on P while P+1 ping-pongs between a GPU and the CPU
  *   svm_bench sweep           backend and correct floor, batches of 1 to 4096 pages
- *   svm_bench contention NDEV NCPU PAGES VARIANT   time-bounded contention run
+ *   svm_bench async           the asynchronous path: QUERY, ATOMIC, SUBMIT, ATOMIC_RANGE
+ *   svm_bench fresh           one job sweeping a fresh THP vs PREFETCH and the same job
+ *   svm_bench scatter VARIANT one fault on a random page of each of 32 fresh THPs
+ *   svm_bench contention NDEV NCPU PAGES VARIANT   time-bounded contention run: devices
+ *                             run jobs (a pass over PAGES pages, or 256 operations on one)
  */
 #include <pthread.h>
 #include <sched.h>
@@ -395,29 +399,42 @@ static int cmd_noise(void)
 	return 0;
 }
 
+/* Operations of one device job on the hot page (one page) in a contention run. */
+#define HOT_OPS 256
+
 struct part {
 	int fd;			/* -1: CPU */
 	uint64_t *buf;
 	unsigned long pages;
 	unsigned long ops;
+	int err;
 };
 
+/*
+ * A device runs jobs, as a GPU's kernels do: on one page, HOT_OPS operations
+ * on it; on a buffer, one pass over it, one operation per page.  A CPU
+ * thread sweeps with one atomic at a time.
+ */
 static void *part_run(void *arg)
 {
 	struct part *w = arg;
 	unsigned long i = 0;
+	unsigned long count = w->pages == 1 ? HOT_OPS : w->pages;
+	__u64 stride = w->pages == 1 ? 0 : PAGE_SZ;
 
 	while (!__atomic_load_n(&stop_flag, __ATOMIC_RELAXED)) {
-		uint64_t *c = &w->buf[(i++ % w->pages) * PAGE_SZ / 8];
-
 		if (w->fd < 0) {
-			__atomic_fetch_add(c, 1, __ATOMIC_SEQ_CST);
+			__atomic_fetch_add(&w->buf[(i++ % w->pages) * PAGE_SZ / 8], 1,
+					   __ATOMIC_SEQ_CST);
 			if (!(i & 7))
 				sched_yield();
-		} else if (vsvm_add64(w->fd, c, 1)) {
-			break;
+			w->ops++;
+			continue;
 		}
-		w->ops++;
+		w->err = vsvm_range(w->fd, w->buf, stride, count, DRM_VSVM_OP_ADD, 64, 1, NULL);
+		if (w->err)
+			break;
+		w->ops += count;
 	}
 	return NULL;
 }
@@ -426,7 +443,7 @@ static int cmd_contention(int ndev, int ncpu, unsigned long pages, const char *v
 {
 	struct part w[VSVM_MAX_DEVICES + 2];
 	pthread_t t[VSVM_MAX_DEVICES + 2];
-	uint64_t *buf = map_pages(NPAGES, 1), total = 0, sum = 0, lo = ~0ULL, hi = 0;
+	uint64_t *buf = map_pages(NPAGES, 1), total = 0, sum = 0, lo = ~0ULL, hi = 0, cpu = 0;
 	unsigned long long retries = 0, revoked = 0;
 	int n = 0;
 	double t0, secs;
@@ -453,30 +470,102 @@ static int cmd_contention(int ndev, int ncpu, unsigned long pages, const char *v
 	secs = (now_us() - t0) / 1e6;
 	for (int i = 0; i < n; i++) {
 		total += w[i].ops;
+		if (w[i].fd < 0) {
+			cpu += w[i].ops;
+			continue;
+		}
+		struct drm_vsvm_stats s;
+
+		if (w[i].err)
+			printf("contention: device %d: %s\n", i, strerror(-w[i].err));
 		lo = w[i].ops < lo ? w[i].ops : lo;
 		hi = w[i].ops > hi ? w[i].ops : hi;
-		if (w[i].fd >= 0) {
-			struct drm_vsvm_stats s;
-
-			vsvm_stats(w[i].fd, &s);
-			retries += s.retries;
-			for (int c = 0; c < DRM_VSVM_REVOKE_COUNT; c++)
-				revoked += s.revocations[c];
-			close(w[i].fd);
-		}
+		vsvm_stats(w[i].fd, &s);
+		retries += s.retries;
+		for (int c = 0; c < DRM_VSVM_REVOKE_COUNT; c++)
+			revoked += s.revocations[c];
+		close(w[i].fd);
 	}
 	for (unsigned long i = 0; i < pages; i++)
 		sum += buf[i * PAGE_SZ / 8];
+	unmap_pages((char *)buf, NPAGES);
 	if (sum != total) {
 		printf("contention: sum %llu != ops %llu\n", (unsigned long long)sum,
 		       (unsigned long long)total);
 		return 1;
 	}
 	snprintf(name, sizeof(name), "%s:%dgpu+%dcpu:%lupages", variant, ndev, ncpu, pages);
-	result("contention-opss", name, total / secs, "ops/s");
+	result("contention-opss", name, (total - cpu) / secs, "ops/s");
+	result("contention-cpu", name, cpu / secs, "ops/s");
+	result("contention-slowest", name, lo / secs, "ops/s");
 	result("contention-fairness", name, hi ? (double)lo / hi : 0, "min/max");
-	result("contention-retries", name, (double)retries / total, "per-op");
-	result("contention-revocations", name, (double)revoked / total, "per-op");
+	result("contention-retries", name, total > cpu ? (double)retries / (total - cpu) : 0,
+	       "per-op");
+	result("contention-revocations", name, total > cpu ? (double)revoked / (total - cpu) : 0,
+	       "per-op");
+	return 0;
+}
+
+/*
+ * One device sweeping a fresh THP, one operation per page (one job): the
+ * faults it takes on the way against a 512-page PREFETCH followed by the
+ * same job; us per page, alternated.
+ */
+static int cmd_fresh(void)
+{
+	int fd = vsvm_open(0);
+	double t;
+
+	if (fd < 0)
+		return 1;
+	for (int rep = 0; rep < 5; rep++) {
+		for (int v = 0; v < 2; v++) {
+			char *p = map_pages(NPAGES, 1);
+
+			if (!p || !thp_state(p, NPAGES, 1))
+				return 1;
+			t = now_us();
+			if ((v && vsvm_prefetch(fd, p, NPAGES)) ||
+			    vsvm_range(fd, p, PAGE_SZ, NPAGES, DRM_VSVM_OP_ADD, 64, 1, NULL))
+				return 1;
+			result("fresh", v ? "prefetch" : "sweep", (now_us() - t) / NPAGES,
+			       "us/page");
+			unmap_pages(p, NPAGES);
+		}
+	}
+	close(fd);
+	return 0;
+}
+
+/*
+ * Random single-page access: one operation on one random page of each of
+ * SCATTER_CHUNKS fresh 2 MiB chunks, us per fault (VARIANT names the
+ * module's fault-around setting).
+ */
+#define SCATTER_CHUNKS 32
+
+static int cmd_scatter(const char *variant)
+{
+	int fd = vsvm_open(0);
+	unsigned long n = SCATTER_CHUNKS * NPAGES;
+	double t;
+
+	if (fd < 0)
+		return 1;
+	srand(1);
+	for (int rep = 0; rep < 3; rep++) {
+		char *p = map_pages(n, 1);
+
+		if (!p)
+			return 1;
+		t = now_us();
+		for (int c = 0; c < SCATTER_CHUNKS; c++)
+			if (vsvm_add64(fd, p + (c * NPAGES + rand() % NPAGES) * PAGE_SZ, 1))
+				return 1;
+		result("scatter", variant, (now_us() - t) / SCATTER_CHUNKS, "us/fault");
+		unmap_pages(p, n);
+	}
+	close(fd);
 	return 0;
 }
 
@@ -571,10 +660,14 @@ int main(int argc, char **argv)
 		return cmd_sweep();
 	if (argc >= 2 && !strcmp(argv[1], "async"))
 		return cmd_async();
+	if (argc >= 2 && !strcmp(argv[1], "fresh"))
+		return cmd_fresh();
+	if (argc >= 3 && !strcmp(argv[1], "scatter"))
+		return cmd_scatter(argv[2]);
 	if (argc >= 6 && !strcmp(argv[1], "contention"))
 		return cmd_contention(atoi(argv[2]), atoi(argv[3]), strtoul(argv[4], NULL, 0),
 				      argv[5]);
-	fprintf(stderr, "usage: svm_bench floor|grant|single VARIANT|batch|noise|sweep|async|\n"
-		"	contention NDEV NCPU PAGES VARIANT\n");
+	fprintf(stderr, "usage: svm_bench floor|grant|single VARIANT|batch|noise|sweep|async|fresh|\n"
+		"	scatter VARIANT|contention NDEV NCPU PAGES VARIANT\n");
 	return 2;
 }
