@@ -12,8 +12,11 @@ run() {
 	"$B" "$@" || echo "BENCH-ERROR $*"
 }
 
-load devices=2
+# The floor and the backend's grants in the kernel, residency on (as for the
+# contention runs below); then user space's view.
+load devices=2 residency_us=5000
 run floor
+load devices=2
 run grant
 run batch
 run noise

@@ -37,6 +37,7 @@ use kernel::{
     drm::svm::{
         Config,
         Phase,
+        Residency,
         SvmContext, //
     },
     mm::{
@@ -58,6 +59,7 @@ use kernel::{
             Atomic,
             Relaxed, //
         },
+        Arc,
         Mutex,
     },
     task::Task,
@@ -83,6 +85,8 @@ const MAX_RETRIES: u32 = 1000;
 pub(crate) struct Bench {
     /// The device pages are mapped for (a vsvm instance's).
     dma: &'static Device<Bound>,
+    /// The devices' residency policy (`residency_us=`), which the backend's contexts share.
+    residency: Option<Arc<Residency>>,
     ns: [Atomic<u64>; NAMES.len()],
     /// Per-page time of each phase of the last `profile` run.
     phase_ns: [Atomic<u64>; Phase::COUNT],
@@ -156,10 +160,11 @@ impl MmuIntervalNotifierOps for FloorNotifier {
 }
 
 impl Bench {
-    /// The benchmark of a device that maps pages for `dma`.
-    pub(crate) fn new(dma: &'static Device<Bound>) -> Self {
+    /// The benchmark of a device that maps pages for `dma`, whose contexts share `residency`.
+    pub(crate) fn new(dma: &'static Device<Bound>, residency: Option<Arc<Residency>>) -> Self {
         Self {
             dma,
+            residency,
             ns: [const { Atomic::new(0) }; NAMES.len()],
             phase_ns: [const { Atomic::new(0) }; Phase::COUNT],
         }
@@ -333,6 +338,7 @@ impl Bench {
     ) -> Result<Pin<KBox<SvmContext<PageTable>>>> {
         let mut config = Config::new(owner);
         config.profile = profile;
+        config.residency = self.residency.clone();
         KBox::pin_init(
             SvmContext::<PageTable>::new(mm, PageTable::new(self.dma), config),
             GFP_KERNEL,

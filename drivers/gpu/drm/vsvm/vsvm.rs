@@ -132,7 +132,7 @@ impl kernel::Module for VsvmModule {
         let bench = KBox::pin_init(
             dir.read_write_callback_file(
                 c"bench_floor",
-                bench::Bench::new(instances[0].dma()),
+                bench::Bench::new(instances[0].dma(), residency.clone()),
                 &bench::Bench::show,
                 &bench::Bench::run,
             ),
