@@ -463,7 +463,8 @@ static int cmd_contention(int ndev, int ncpu, unsigned long pages, const char *v
 	t0 = now_us();
 	for (int i = 0; i < n; i++)
 		pthread_create(&t[i], NULL, part_run, &w[i]);
-	usleep(400000);
+	/* A buffer changes hands in turns of tens of ms: long enough for several each. */
+	usleep(pages > 1 ? 1200000 : 400000);
 	__atomic_store_n(&stop_flag, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < n; i++)
 		pthread_join(t[i], NULL);

@@ -143,7 +143,7 @@ def plot(r, path):
         ax = {"contention-opss": ax1, "contention-fairness": ax2}.get(fig)
         if ax:
             ax.plot(xs, [points[x] for x in xs], marker="o", label=key)
-    ax1.set(xlabel="GPUs", ylabel="atomic ops/s (all participants)", xscale="log",
+    ax1.set(xlabel="GPUs", ylabel="device atomic ops/s", xscale="log",
             yscale="log", title="contention throughput")
     ax2.set(xlabel="GPUs", ylabel="min/max progress", xscale="log", title="fairness")
     for ax in (ax1, ax2):
@@ -230,7 +230,7 @@ def report(r):
             cells += [f"{b:.2f}", f"{f:.2f}", f"{b / f:.2f}"]
         out.append(f"| {n} | " + " | ".join(cells) + " |")
     out.append("")
-    out.append("Contention (0.4 s per run; res0 = no residency policy, res5000 = 5 ms; medians). "
+    out.append("Contention (0.4 s per run on one page, 1.2 s on 512; res0 = no residency policy, res5000 = 5 ms; medians). "
                "Each device runs jobs, as a GPU runs kernels: on one page, 256 operations on it "
                "per job; on 512 pages, one pass over the buffer per job, one operation per page. "
                "CPU threads do one atomic at a time. ops/s and min/max are the devices' "

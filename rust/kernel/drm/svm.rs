@@ -29,9 +29,10 @@
 //! marks granted folios dirty, since device-exclusive entries look clean to the core mm; it
 //! counts what happens inside its faults ([`Stats`]: grants, retries, own events) and tells the
 //! driver why each grant goes
-//! ([`Unmap::cause`]); and it can give a grant a
-//! minimum residency against other devices ([`Residency`]), so that devices contending for
-//! one page all make progress.
+//! ([`Unmap::cause`]); it can grant pages ahead of a sequential stream of faults, within
+//! their chunk, like readahead ([`Config::fault_around`]); and it can give a device's grants
+//! in a chunk a minimum residency against other devices ([`Residency`]), so that devices
+//! contending for one page or sweeping one buffer take turns and all make progress.
 //!
 //! # Locking
 //!

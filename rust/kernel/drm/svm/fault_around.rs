@@ -3,12 +3,18 @@
 //! Fault-around: pages granted ahead of a sequential stream of faults.
 //!
 //! A device that sweeps a buffer faults on each stretch of it in turn. Like readahead for
-//! page-cache reads (`mm/readahead.c`), a fault that starts where the previous one's grants
-//! ended shows a stream: it also grants a window of pages after the ones it was asked for,
-//! within the chunk of its last page, doubling the window each time the device runs past it.
-//! A fault on a page the previous one granted ahead means that page was taken back before
-//! the device got there: the window halves. Any other fault (random access) grants nothing
-//! ahead, so scattered faults cost what they did without fault-around.
+//! page-cache reads (`mm/readahead.c`), a fault grants a window of pages after the ones it was
+//! asked for, within the chunk of its last page, when the faults show a stream:
+//!
+//! - a fault of several contiguous pages (a wave of accesses that touched them all) starts
+//!   one, with a window as large as the fault;
+//! - a fault that starts where the previous one's grants ended (the device used them and ran
+//!   past them) makes the window four times as large, as readahead grows its window;
+//! - a fault on a page the previous one granted ahead (it was taken back before the device got
+//!   there, by the CPU or another device) ends the stream: granting ahead only feeds the
+//!   thrashing, as readahead shrinks its window when its pages are evicted before use;
+//! - a fault of one page anywhere else grants nothing ahead, so random faults cost what they
+//!   did without fault-around.
 
 use super::notifier::CHUNK_SIZE;
 use crate::page::PAGE_SIZE;
@@ -38,11 +44,11 @@ impl Stream {
     pub(super) fn window(&mut self, addr: usize, end: usize, max: usize) -> usize {
         let asked = (end - addr) / PAGE_SIZE;
         self.window = if addr == self.next {
-            // The device used what was granted ahead and ran past it.
-            self.window.saturating_mul(2).max(asked.saturating_mul(2))
+            self.window.max(asked).saturating_mul(4)
         } else if (self.ahead..self.next).contains(&addr) {
-            // A page granted ahead went before the device reached it.
-            self.window / 2
+            0
+        } else if asked > 1 {
+            asked
         } else {
             0
         }

@@ -9,7 +9,10 @@
 //! was granted a page less than that long ago backs off for the rest of the slice first, and
 //! devices waiting for one chunk take it in the order they came. A slice covers the chunk, not
 //! a page, so that devices sweeping a shared buffer take turns on it instead of taking it from
-//! each other page by page. The CPU is never delayed.
+//! each other page by page. A turn that cost the device long to start (granting itself most of
+//! a chunk, taking each page from another device) lasts longer: at least twice the time the
+//! device spent granting in it, up to [`MAX_STRETCH`] slices, so that changing hands costs at
+//! most about a third of the chunk's time. The CPU is never delayed.
 
 use crate::{
     new_spinlock,
@@ -30,23 +33,52 @@ const SLOTS: usize = 64;
 /// Devices that can wait for one chunk in turn; more wait without a place in the queue.
 const QUEUE: usize = 8;
 
+/// Most slices one turn lasts, however long the device spent granting in it.
+const MAX_STRETCH: i64 = 8;
+
 /// The shortest a waiter behind the first one sleeps before it asks again.
 const MIN_POLL: Delta = Delta::from_micros(50);
 
-/// A device waiting for a chunk, and when it last asked.
+/// A device waiting for a chunk, and when it was told to ask again.
 #[derive(Clone, Copy)]
 struct Waiter {
     owner: usize,
-    seen: Instant<Monotonic>,
+    due: Instant<Monotonic>,
+}
+
+/// A device's turn on a chunk.
+#[derive(Clone, Copy)]
+struct Turn {
+    owner: usize,
+    /// Its first grant in the turn.
+    since: Instant<Monotonic>,
+    /// Its last grant.
+    last: Instant<Monotonic>,
+}
+
+impl Turn {
+    /// How long after its last grant the turn lasts: `min`, or twice the time the device spent
+    /// granting in it, up to [`MAX_STRETCH`] times `min`.
+    fn slice(&self, min: Delta) -> Delta {
+        let granting = (self.last - self.since).as_nanos().saturating_mul(2);
+        let nanos = granting.clamp(min.as_nanos(), min.as_nanos().saturating_mul(MAX_STRETCH));
+        Delta::from_nanos(nanos)
+    }
+
+    /// How long the turn still lasts at `now`, if it does.
+    fn left(&self, min: Delta, now: Instant<Monotonic>) -> Option<Delta> {
+        let left = self.slice(min) - (now - self.last);
+        (left > Delta::ZERO).then_some(left)
+    }
 }
 
 #[derive(Clone, Copy)]
 struct Slot {
     mm: usize,
     index: usize,
-    /// The device granted a page of the chunk last, and when; `None` once it lost its last
-    /// page of the chunk.
-    holder: Option<(usize, Instant<Monotonic>)>,
+    /// The device granted a page of the chunk last, and its turn; `None` once it lost its
+    /// last page of the chunk.
+    holder: Option<Turn>,
     /// Devices waiting for the chunk, in the order they came.
     queue: [Option<Waiter>; QUEUE],
 }
@@ -74,21 +106,23 @@ impl Slot {
     }
 
     /// Puts `owner` at the end of the queue, or refreshes its place (no room: it waits
-    /// without one, behind the queue).
-    fn wait(&mut self, owner: usize, now: Instant<Monotonic>) {
+    /// without one, behind the queue), and tells it to ask again after `wait`.
+    fn wait(&mut self, owner: usize, now: Instant<Monotonic>, wait: Delta) -> Delta {
+        let due = now + wait;
         for w in self.queue.iter_mut() {
             match w {
                 Some(w) if w.owner == owner => {
-                    w.seen = now;
-                    return;
+                    w.due = due;
+                    break;
                 }
                 Some(_) => {}
                 None => {
-                    *w = Some(Waiter { owner, seen: now });
-                    return;
+                    *w = Some(Waiter { owner, due });
+                    break;
                 }
             }
         }
+        wait
     }
 }
 
@@ -138,29 +172,25 @@ impl Residency {
     pub(super) fn remaining(&self, mm: usize, index: usize, owner: usize) -> Option<Delta> {
         let mut slots = self.slots.lock();
         let slot = slots[Self::slot(mm, index)].as_mut()?;
-        if slot.mm != mm || slot.index != index || slot.holder.is_some_and(|h| h.0 == owner) {
+        if slot.mm != mm || slot.index != index || slot.holder.is_some_and(|h| h.owner == owner)
+        {
             return None;
         }
         let now = Instant::now();
-        // A waiter asks again at least once per slice; one that did not for four is gone (its
+        // A waiter asks again when it was told to; one that is three slices late is gone (its
         // fault ended without saying so).
-        let stale = self.min * 4;
-        slot.retain(|w| now - w.seen < stale);
-        let left = slot
-            .holder
-            .map_or(Delta::ZERO, |(_, at)| self.min - (now - at));
-        if left > Delta::ZERO {
-            slot.wait(owner, now);
-            return Some(left);
+        let late = self.min * 3;
+        slot.retain(|w| now - w.due < late);
+        if let Some(left) = slot.holder.and_then(|h| h.left(self.min, now)) {
+            return Some(slot.wait(owner, now, left));
         }
         // The slice is over: the first waiter takes the page (anyone, if nobody waits).
         if slot.queue[0].is_none_or(|w| w.owner == owner) {
             return None;
         }
-        slot.wait(owner, now);
         // Until the first waiter's grant starts a new slice; not so short that this spins.
         let poll = Delta::from_nanos(self.min.as_nanos() / 4);
-        Some(if poll > MIN_POLL { poll } else { MIN_POLL })
+        Some(slot.wait(owner, now, if poll > MIN_POLL { poll } else { MIN_POLL }))
     }
 
     /// Whether another owner's slice on chunk `index` of `mm` is running, or devices wait for
@@ -176,7 +206,7 @@ impl Residency {
         let now = Instant::now();
         let running = slot
             .holder
-            .is_some_and(|(h, at)| h != owner && now - at < self.min);
+            .is_some_and(|h| h.owner != owner && h.left(self.min, now).is_some());
         running || slot.queue.iter().flatten().any(|w| w.owner != owner)
     }
 
@@ -199,7 +229,16 @@ impl Residency {
             Some(s) if s.mm == mm && s.index == index => s,
             _ => slot.insert(Slot::new(mm, index)),
         };
-        slot.holder = Some((owner, Instant::now()));
+        let now = Instant::now();
+        slot.holder = Some(match slot.holder {
+            // The same turn goes on.
+            Some(h) if h.owner == owner && h.left(self.min, now).is_some() => Turn { last: now, ..h },
+            _ => Turn {
+                owner,
+                since: now,
+                last: now,
+            },
+        });
         slot.retain(|w| w.owner != owner);
     }
 
@@ -207,7 +246,8 @@ impl Residency {
     pub(super) fn forget(&self, mm: usize, index: usize, owner: usize) {
         let mut slots = self.slots.lock();
         if let Some(slot) = slots[Self::slot(mm, index)].as_mut() {
-            if slot.mm == mm && slot.index == index && slot.holder.is_some_and(|h| h.0 == owner) {
+            if slot.mm == mm && slot.index == index && slot.holder.is_some_and(|h| h.owner == owner)
+            {
                 slot.holder = None;
             }
         }

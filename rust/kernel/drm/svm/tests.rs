@@ -380,30 +380,29 @@ mod kunit {
         let (base, n) = (mem.addr(), PMD_SIZE / P);
         let ctx = around_ctx(&DEV_A, 64, None)?;
         let ahead = || ctx.stats().snapshot().pages_ahead;
-        // A first fault is not a stream yet: nothing ahead.
+        // A fault of several pages starts a stream: as many again ahead.
         ctx.atomic_fault(base, 4)?;
-        assert_eq!((ctx.granted_pages(), ahead()), (4, 0));
-        // The next one starts where it ended: twice what it asked for, ahead.
-        ctx.atomic_fault(base + 4 * P, 4)?;
-        assert_eq!((ctx.granted_pages(), ahead()), (16, 8));
-        // Past the window: it doubles.
-        ctx.atomic_fault(base + 16 * P, 4)?;
-        assert_eq!((ctx.granted_pages(), ahead()), (36, 24));
-        assert_eq!(held(&ctx, base, 0, n), 36);
+        assert_eq!((ctx.granted_pages(), ahead()), (8, 4));
+        // The next one starts where its grants ended: four times the window ahead.
+        ctx.atomic_fault(base + 8 * P, 4)?;
+        assert_eq!((ctx.granted_pages(), ahead()), (28, 20));
+        // And again, up to the most the context allows.
+        ctx.atomic_fault(base + 28 * P, 4)?;
+        assert_eq!((ctx.granted_pages(), ahead()), (96, 84));
+        assert_eq!(held(&ctx, base, 0, n), 96);
         // The CPU takes a page granted ahead before the device reached it: the fault there
-        // halves the window (8 ahead, of which 5 were still held).
-        mem.write_u64(30 * P, 1)?;
-        ctx.atomic_fault(base + 30 * P, 1)?;
-        assert_eq!((held(&ctx, base, 0, n), ahead()), (39, 27));
-        // A random fault grants only its page, and starts no stream.
+        // ends the stream and grants nothing ahead.
+        mem.write_u64(40 * P, 1)?;
+        ctx.atomic_fault(base + 40 * P, 1)?;
+        assert_eq!((held(&ctx, base, 0, n), ahead()), (96, 84));
+        // Random single-page faults grant only their page.
         ctx.atomic_fault(base + 300 * P, 1)?;
-        assert_eq!((held(&ctx, base, 0, n), ahead()), (40, 27));
         ctx.atomic_fault(base + 200 * P, 1)?;
-        assert_eq!((held(&ctx, base, 0, n), ahead()), (41, 27));
+        assert_eq!((held(&ctx, base, 0, n), ahead()), (98, 84));
         // A stream stops at the end of its chunk.
         ctx.atomic_fault(base + (n - 8) * P, 2)?;
-        ctx.atomic_fault(base + (n - 6) * P, 2)?;
-        assert_eq!((held(&ctx, base, 0, n), ahead()), (49, 31));
+        ctx.atomic_fault(base + (n - 4) * P, 2)?;
+        assert_eq!((held(&ctx, base, 0, n), ahead()), (106, 88));
         // Without fault-around, the same stream grants what it asks for.
         let plain = around_ctx(&DEV_B, 0, None)?;
         for i in 0..3 {
@@ -444,7 +443,7 @@ mod kunit {
 
     #[test]
     fn residency_hands_the_page_over_in_turn() -> Result {
-        // Long enough that a slow guest asks within a slice, and within four after a sleep.
+        // Long enough that a slow guest asks within a slice, and within three after a sleep.
         let slice = Delta::from_millis(250);
         let over = Delta::from_millis(300);
         let r = Residency::new(slice)?;
@@ -471,11 +470,36 @@ mod kunit {
         r.record(mm, page, a);
         r.forget(mm, page, a);
         assert_eq!(r.remaining(mm, page, b), None);
-        // A waiter that stopped asking for four slices loses its place.
+        // A waiter three slices late to ask again loses its place.
         r.record(mm, page, b);
         assert!(r.remaining(mm, page, c).is_some());
         fsleep(slice * 5);
         assert_eq!(r.remaining(mm, page, a), None);
+        Ok(())
+    }
+
+    #[test]
+    fn a_turn_that_cost_long_lasts_longer() -> Result {
+        let (mm, chunk, a, b) = (0x1000, 3, 1, 2);
+        // A grants in the chunk for 40 ms or more, each grant inside the slice of the one
+        // before (50 ms): one turn, which lasts twice that after its last grant.
+        let min = Delta::from_millis(50);
+        let r = Residency::new(min)?;
+        for _ in 0..8 {
+            r.record(mm, chunk, a);
+            fsleep(Delta::from_millis(5));
+        }
+        r.record(mm, chunk, a);
+        assert!(r.remaining(mm, chunk, b).is_some_and(|left| left > min));
+        // However long the device grants, a turn lasts at most eight slices.
+        let min = Delta::from_millis(5);
+        let r = Residency::new(min)?;
+        for _ in 0..60 {
+            r.record(mm, chunk, a);
+            fsleep(Delta::from_millis(1));
+        }
+        r.record(mm, chunk, a);
+        assert!(r.remaining(mm, chunk, b).is_some_and(|left| left <= min * 8));
         Ok(())
     }
 
