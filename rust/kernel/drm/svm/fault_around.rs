@@ -12,7 +12,8 @@
 //!   past them) makes the window four times as large, as readahead grows its window;
 //! - a fault on a page the previous one granted ahead (it was taken back before the device got
 //!   there, by the CPU or another device) ends the stream: granting ahead only feeds the
-//!   thrashing, as readahead shrinks its window when its pages are evicted before use;
+//!   thrashing, as readahead shrinks its window when its pages are evicted before use. Until
+//!   a fault again starts where the previous one ended, no fault grants ahead;
 //! - a fault of one page anywhere else grants nothing ahead, so random faults cost what they
 //!   did without fault-around.
 
@@ -27,6 +28,8 @@ pub(super) struct Stream {
     ahead: usize,
     /// Pages the last fault was allowed to grant ahead.
     window: usize,
+    /// Pages granted ahead were taken back before use, and no stream started since.
+    thrashed: bool,
 }
 
 impl Stream {
@@ -36,6 +39,7 @@ impl Stream {
             next: usize::MAX,
             ahead: usize::MAX,
             window: 0,
+            thrashed: false,
         }
     }
 
@@ -44,10 +48,12 @@ impl Stream {
     pub(super) fn window(&mut self, addr: usize, end: usize, max: usize) -> usize {
         let asked = (end - addr) / PAGE_SIZE;
         self.window = if addr == self.next {
+            self.thrashed = false;
             self.window.max(asked).saturating_mul(4)
         } else if (self.ahead..self.next).contains(&addr) {
+            self.thrashed = true;
             0
-        } else if asked > 1 {
+        } else if asked > 1 && !self.thrashed {
             asked
         } else {
             0

@@ -10,9 +10,9 @@
 //! devices waiting for one chunk take it in the order they came. A slice covers the chunk, not
 //! a page, so that devices sweeping a shared buffer take turns on it instead of taking it from
 //! each other page by page. A turn that cost the device long to start (granting itself most of
-//! a chunk, taking each page from another device) lasts longer: at least twice the time the
-//! device spent granting in it, up to [`MAX_STRETCH`] slices, so that changing hands costs at
-//! most about a third of the chunk's time. The CPU is never delayed.
+//! a chunk, taking each page from another device) lasts longer: at least [`STRETCH`] times
+//! the time the device spent granting in it, up to [`MAX_STRETCH`] slices, so that changing
+//! hands costs at most about a quarter of the chunk's time. The CPU is never delayed.
 
 use crate::{
     new_spinlock,
@@ -32,6 +32,9 @@ const SLOTS: usize = 64;
 
 /// Devices that can wait for one chunk in turn; more wait without a place in the queue.
 const QUEUE: usize = 8;
+
+/// How many times as long as the device spent granting in it a turn lasts at least.
+const STRETCH: i64 = 3;
 
 /// Most slices one turn lasts, however long the device spent granting in it.
 const MAX_STRETCH: i64 = 8;
@@ -57,10 +60,10 @@ struct Turn {
 }
 
 impl Turn {
-    /// How long after its last grant the turn lasts: `min`, or twice the time the device spent
-    /// granting in it, up to [`MAX_STRETCH`] times `min`.
+    /// How long after its last grant the turn lasts: `min`, or [`STRETCH`] times the time the
+    /// device spent granting in it, up to [`MAX_STRETCH`] times `min`.
     fn slice(&self, min: Delta) -> Delta {
-        let granting = (self.last - self.since).as_nanos().saturating_mul(2);
+        let granting = (self.last - self.since).as_nanos().saturating_mul(STRETCH);
         let nanos = granting.clamp(min.as_nanos(), min.as_nanos().saturating_mul(MAX_STRETCH));
         Delta::from_nanos(nanos)
     }

@@ -391,17 +391,19 @@ mod kunit {
         assert_eq!((ctx.granted_pages(), ahead()), (96, 84));
         assert_eq!(held(&ctx, base, 0, n), 96);
         // The CPU takes a page granted ahead before the device reached it: the fault there
-        // ends the stream and grants nothing ahead.
-        mem.write_u64(40 * P, 1)?;
-        ctx.atomic_fault(base + 40 * P, 1)?;
+        // ends the stream and grants nothing ahead, though it is of two pages.
+        mem.write_u64(94 * P, 1)?;
+        ctx.atomic_fault(base + 94 * P, 2)?;
         assert_eq!((held(&ctx, base, 0, n), ahead()), (96, 84));
         // Random single-page faults grant only their page.
         ctx.atomic_fault(base + 300 * P, 1)?;
         ctx.atomic_fault(base + 200 * P, 1)?;
         assert_eq!((held(&ctx, base, 0, n), ahead()), (98, 84));
-        // A stream stops at the end of its chunk.
+        // After thrashing, a fault of several pages starts no stream...
         ctx.atomic_fault(base + (n - 8) * P, 2)?;
-        ctx.atomic_fault(base + (n - 4) * P, 2)?;
+        assert_eq!((held(&ctx, base, 0, n), ahead()), (100, 84));
+        // ...one that continues the last one does, and stops at the end of its chunk.
+        ctx.atomic_fault(base + (n - 6) * P, 2)?;
         assert_eq!((held(&ctx, base, 0, n), ahead()), (106, 88));
         // Without fault-around, the same stream grants what it asks for.
         let plain = around_ctx(&DEV_B, 0, None)?;
@@ -410,6 +412,25 @@ mod kunit {
         }
         assert_eq!(held(&plain, base, 0, n), 12);
         assert_eq!(plain.stats().snapshot().pages_ahead, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn fault_around_takes_nothing_from_a_turn() -> Result {
+        let mem = UserMem::new_thp()?;
+        let base = mem.addr();
+        let residency = Residency::new(Delta::from_millis(100))?;
+        let a = around_ctx(&DEV_A, 0, Some(&residency))?;
+        let b = around_ctx(&DEV_B, 64, Some(&residency))?;
+        b.atomic_fault(base, 8)?;
+        assert_eq!(b.granted_pages(), 16);
+        // A waits for B's turn, then its own turn on the chunk begins.
+        a.atomic_fault(base + 100 * P, 1)?;
+        // B asks again for pages it holds (no wait): the pages ahead are in A's turn, and
+        // fault-around does not take them.
+        b.atomic_fault(base, 16)?;
+        assert_eq!(b.granted_pages(), 16);
+        assert!(a.is_granted(base + 100 * P));
         Ok(())
     }
 
@@ -482,7 +503,7 @@ mod kunit {
     fn a_turn_that_cost_long_lasts_longer() -> Result {
         let (mm, chunk, a, b) = (0x1000, 3, 1, 2);
         // A grants in the chunk for 40 ms or more, each grant inside the slice of the one
-        // before (50 ms): one turn, which lasts twice that after its last grant.
+        // before (50 ms): one turn, which lasts three times that after its last grant.
         let min = Delta::from_millis(50);
         let r = Residency::new(min)?;
         for _ in 0..8 {
