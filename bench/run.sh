@@ -12,10 +12,12 @@ run() {
 	"$B" "$@" || echo "BENCH-ERROR $*"
 }
 
-# The floor and the backend's grants in the kernel, residency on (as for the
-# contention runs below); then user space's view.
-load devices=2 residency_us=5000
+# The floor and the backend's grants in the kernel, and the CPU's revocation,
+# without and with residency; then user space's view.
+load devices=2
 run floor
+load devices=2 residency_us=5000
+run floor residency
 load devices=2
 run grant
 run batch

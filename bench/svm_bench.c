@@ -5,7 +5,7 @@
  * collects; every figure repeats its variants at least 5 times, alternating
  * their order.  Times are CLOCK_MONOTONIC in the guest.
  *
- *   svm_bench floor           in the kernel (vsvm debugfs bench_floor): the bare loop, the
+ *   svm_bench floor [SUFFIX]  in the kernel (vsvm debugfs bench_floor): the bare loop, the
  *                             correct floor (single page and batch), the backend (single
  *                             page and batch), and what a CPU touch of their pages costs
  *   svm_bench grant           vsvm prefetch vs test_hmm EXCLUSIVE, 512 pages per call, both
@@ -139,16 +139,21 @@ static int cmd_profile(char *p)
 /*
  * The in-kernel ways of granting, alternated, each on NPAGES pages of a fresh
  * 4 KiB buffer, and the CPU touch that takes the pages back after each: with
- * no notifier in the way (bare) or through the backend's revocation.
+ * no notifier in the way (bare) or through the backend's revocation.  With a
+ * @suffix (the module's setting), the figures are named "floor-@suffix" and
+ * "revoke-@suffix", and the profile is left out.
  */
-static int cmd_floor(void)
+static int cmd_floor(const char *suffix)
 {
+	char floor_fig[32], revoke_fig[32];
 	static const char *const what[] = {
 		"bare", "floor", "floor_batch", "backend", "backend_batch",
 	};
 	const int n = ARRAY_SIZE(what);
 	char *p;
 
+	snprintf(floor_fig, sizeof(floor_fig), "floor%s%s", suffix ? "-" : "", suffix ?: "");
+	snprintf(revoke_fig, sizeof(revoke_fig), "revoke%s%s", suffix ? "-" : "", suffix ?: "");
 	for (int rep = 0; rep < 11; rep++) {
 		for (int k = 0; k < n; k++) {
 			/* Forwards, then backwards: each variant runs early and late. */
@@ -162,12 +167,14 @@ static int cmd_floor(void)
 			if (ns < 0)
 				return 1;
 			us = touch(p, NPAGES);
-			result("floor", w, ns / 1000, "us/page");
+			result(floor_fig, w, ns / 1000, "us/page");
 			if (!strcmp(w, "bare") || !strcmp(w, "backend"))
-				result("revoke", w, us, "us/page");
+				result(revoke_fig, w, us, "us/page");
 			unmap_pages(p, NPAGES);
 		}
 	}
+	if (suffix)
+		return 0;
 	p = map_pages(NPAGES, 0);
 	return p ? cmd_profile(p) : 1;
 }
@@ -444,7 +451,7 @@ static int cmd_contention(int ndev, int ncpu, unsigned long pages, const char *v
 	struct part w[VSVM_MAX_DEVICES + 2];
 	pthread_t t[VSVM_MAX_DEVICES + 2];
 	uint64_t *buf = map_pages(NPAGES, 1), total = 0, sum = 0, lo = ~0ULL, hi = 0, cpu = 0;
-	unsigned long long retries = 0, revoked = 0;
+	unsigned long long retries = 0, revoked = 0, granted = 0;
 	int n = 0;
 	double t0, secs;
 	char name[64];
@@ -464,7 +471,7 @@ static int cmd_contention(int ndev, int ncpu, unsigned long pages, const char *v
 	for (int i = 0; i < n; i++)
 		pthread_create(&t[i], NULL, part_run, &w[i]);
 	/* A buffer changes hands in turns of tens of ms: long enough for several each. */
-	usleep(pages > 1 ? 1200000 : 400000);
+	usleep(pages > 1 ? 2000000 : 400000);
 	__atomic_store_n(&stop_flag, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < n; i++)
 		pthread_join(t[i], NULL);
@@ -483,6 +490,7 @@ static int cmd_contention(int ndev, int ncpu, unsigned long pages, const char *v
 		hi = w[i].ops > hi ? w[i].ops : hi;
 		vsvm_stats(w[i].fd, &s);
 		retries += s.retries;
+		granted += s.pages_granted;
 		for (int c = 0; c < DRM_VSVM_REVOKE_COUNT; c++)
 			revoked += s.revocations[c];
 		close(w[i].fd);
@@ -503,6 +511,8 @@ static int cmd_contention(int ndev, int ncpu, unsigned long pages, const char *v
 	result("contention-retries", name, total > cpu ? (double)retries / (total - cpu) : 0,
 	       "per-op");
 	result("contention-revocations", name, total > cpu ? (double)revoked / (total - cpu) : 0,
+	       "per-op");
+	result("contention-grants", name, total > cpu ? (double)granted / (total - cpu) : 0,
 	       "per-op");
 	return 0;
 }
@@ -648,7 +658,7 @@ int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc >= 2 && !strcmp(argv[1], "floor"))
-		return cmd_floor();
+		return cmd_floor(argc >= 3 ? argv[2] : NULL);
 	if (argc >= 2 && !strcmp(argv[1], "grant"))
 		return cmd_grant();
 	if (argc >= 3 && !strcmp(argv[1], "single"))
