@@ -678,7 +678,7 @@ int main(int argc, char **argv)
 	if (argc >= 6 && !strcmp(argv[1], "contention"))
 		return cmd_contention(atoi(argv[2]), atoi(argv[3]), strtoul(argv[4], NULL, 0),
 				      argv[5]);
-	fprintf(stderr, "usage: svm_bench floor|grant|single VARIANT|batch|noise|sweep|async|fresh|\n"
-		"	scatter VARIANT|contention NDEV NCPU PAGES VARIANT\n");
+	fprintf(stderr, "usage: svm_bench floor [SUFFIX]|grant|single VARIANT|batch|noise|\n"
+		"	sweep|async|fresh|scatter VARIANT|contention NDEV NCPU PAGES VARIANT\n");
 	return 2;
 }

@@ -59,8 +59,7 @@ use kernel::{
             Atomic,
             Relaxed, //
         },
-        Arc,
-        Mutex,
+        Arc, Mutex,
     },
     task::Task,
     time::{

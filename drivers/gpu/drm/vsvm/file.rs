@@ -290,7 +290,8 @@ impl File {
         }
         let addr = usize::try_from(req.addr).map_err(|_| EFAULT)?;
         let ctx = Self::ctx(file)?;
-        Self::fault(dev, file, || ctx.atomic_fault(addr, req.npages as usize))?;
+        // Exactly the pages asked for: no fault-around.
+        Self::fault(dev, file, || ctx.prefetch(addr, req.npages as usize))?;
         Ok(0)
     }
 

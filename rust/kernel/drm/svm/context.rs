@@ -289,8 +289,23 @@ impl<T: DriverSvm> SvmContext<T> {
     /// otherwise the error of `make_device_exclusive()` (`EFAULT`, `EOPNOTSUPP`, `ENOMEM`, ...)
     /// or of the driver. Pages granted before an error stay granted.
     ///
+    /// With [`Config::fault_around`], the fault may also grant pages after those asked for.
+    ///
     /// May sleep.
     pub fn atomic_fault(&self, addr: usize, npages: usize) -> Result {
+        self.grant(addr, npages, true)
+    }
+
+    /// Grants exactly the `npages` pages starting at `addr`, as [`Self::atomic_fault`] does
+    /// but without fault-around, and leaving the stream fault-around follows as it is: for an
+    /// explicit prefetch, whose range user space chose.
+    ///
+    /// May sleep.
+    pub fn prefetch(&self, addr: usize, npages: usize) -> Result {
+        self.grant(addr, npages, false)
+    }
+
+    fn grant(&self, addr: usize, npages: usize, around: bool) -> Result {
         if addr % PAGE_SIZE != 0 || npages == 0 {
             return Err(EINVAL);
         }
@@ -315,7 +330,10 @@ impl<T: DriverSvm> SvmContext<T> {
         };
         let mut fault = Fault::new(self, mm, prof);
         let end = addr + len;
-        let window = fault.stream().window(addr, end, self.config.fault_around);
+        let window = match around {
+            true => fault.stream().window(addr, end, self.config.fault_around),
+            false => 0,
+        };
         let mut granted = 0;
         let mut ret = Ok(());
         for i in 0..npages {
@@ -334,7 +352,9 @@ impl<T: DriverSvm> SvmContext<T> {
         // is granted at once (without waiting for another device's residency, without a
         // retry). What stops it is not the fault's error.
         let (mut ahead, mut granted_ahead) = (0, 0);
-        if ret.is_ok() {
+        if !around {
+            // A prefetch is not a fault: the stream stays as it was.
+        } else if ret.is_ok() {
             while ahead < window {
                 let page = end + ahead * PAGE_SIZE;
                 let next = ahead + 1 < window;

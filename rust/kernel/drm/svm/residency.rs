@@ -175,8 +175,7 @@ impl Residency {
     pub(super) fn remaining(&self, mm: usize, index: usize, owner: usize) -> Option<Delta> {
         let mut slots = self.slots.lock();
         let slot = slots[Self::slot(mm, index)].as_mut()?;
-        if slot.mm != mm || slot.index != index || slot.holder.is_some_and(|h| h.owner == owner)
-        {
+        if slot.mm != mm || slot.index != index || slot.holder.is_some_and(|h| h.owner == owner) {
             return None;
         }
         let now = Instant::now();
@@ -235,7 +234,9 @@ impl Residency {
         let now = Instant::now();
         slot.holder = Some(match slot.holder {
             // The same turn goes on.
-            Some(h) if h.owner == owner && h.left(self.min, now).is_some() => Turn { last: now, ..h },
+            Some(h) if h.owner == owner && h.left(self.min, now).is_some() => {
+                Turn { last: now, ..h }
+            }
             _ => Turn {
                 owner,
                 since: now,

@@ -405,6 +405,9 @@ mod kunit {
         // ...one that continues the last one does, and stops at the end of its chunk.
         ctx.atomic_fault(base + (n - 6) * P, 2)?;
         assert_eq!((held(&ctx, base, 0, n), ahead()), (106, 88));
+        // A prefetch grants exactly what it asks for.
+        ctx.prefetch(base + 400 * P, 4)?;
+        assert_eq!((held(&ctx, base, 0, n), ahead()), (110, 88));
         // Without fault-around, the same stream grants what it asks for.
         let plain = around_ctx(&DEV_B, 0, None)?;
         for i in 0..3 {
@@ -520,7 +523,9 @@ mod kunit {
             fsleep(Delta::from_millis(1));
         }
         r.record(mm, chunk, a);
-        assert!(r.remaining(mm, chunk, b).is_some_and(|left| left <= min * 8));
+        assert!(r
+            .remaining(mm, chunk, b)
+            .is_some_and(|left| left <= min * 8));
         Ok(())
     }
 
