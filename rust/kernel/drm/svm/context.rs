@@ -329,16 +329,17 @@ impl<T: DriverSvm> SvmContext<T> {
             }
         };
         let mut fault = Fault::new(self, mm, prof);
-        let end = addr + len;
-        let window = match around {
-            true => fault.stream().window(addr, end, self.config.fault_around),
-            false => 0,
-        };
+        let began = Instant::<Monotonic>::now();
+        // Where fault-around would begin; `None` without it, or at the top of the address
+        // space.
+        let end = addr
+            .checked_add(len)
+            .filter(|_| around && self.config.fault_around != 0);
         let mut granted = 0;
         let mut ret = Ok(());
         for i in 0..npages {
             let page = addr + i * PAGE_SIZE;
-            let next = (i + 1 < npages || window != 0) && (page + PAGE_SIZE) % CHUNK_SIZE != 0;
+            let next = (i + 1 < npages || end.is_some()) && (page + PAGE_SIZE) % CHUNK_SIZE != 0;
             match fault.page(page, next.then(|| page + PAGE_SIZE), false) {
                 Ok(true) => granted += 1,
                 Ok(false) => {}
@@ -348,29 +349,44 @@ impl<T: DriverSvm> SvmContext<T> {
                 }
             }
         }
-        // Fault-around: the pages after those asked for, within their chunk, as long as each
-        // is granted at once (without waiting for another device's residency, without a
-        // retry). What stops it is not the fault's error.
-        let (mut ahead, mut granted_ahead) = (0, 0);
-        if !around {
-            // A prefetch is not a fault: the stream stays as it was.
-        } else if ret.is_ok() {
-            while ahead < window {
-                let page = end + ahead * PAGE_SIZE;
-                let next = ahead + 1 < window;
-                match fault.page(page, next.then(|| page + PAGE_SIZE), true) {
-                    Ok(true) => granted_ahead += 1,
-                    Ok(false) => {}
-                    Err(_) => break,
+        // Fault-around: the pages after those asked for, within their chunk and their VMA, as
+        // long as each is granted at once (without waiting for another device's residency,
+        // without a retry) and within the fault's deadline. Only a cancellation stops it with
+        // an error.
+        let mut granted_ahead = 0;
+        match (end, &ret) {
+            // Every page asked for was held already: a fault that was in flight while an
+            // earlier one granted its pages, which says nothing about the stream.
+            (Some(_), Ok(())) if granted == 0 => {}
+            (Some(end), Ok(())) => {
+                let window = fault
+                    .stream()
+                    .window(addr, end, self.config.fault_around)
+                    .min(Self::anon_pages_after(mm, end));
+                let mut ahead = 0;
+                while ahead < window && began.elapsed() < self.config.timeout {
+                    let page = end + ahead * PAGE_SIZE;
+                    let next = ahead + 1 < window;
+                    match fault.page(page, next.then(|| page + PAGE_SIZE), true) {
+                        Ok(true) => granted_ahead += 1,
+                        Ok(false) => {}
+                        Err(e) => {
+                            if e == ECANCELED {
+                                ret = Err(e);
+                            }
+                            break;
+                        }
+                    }
+                    ahead += 1;
                 }
-                ahead += 1;
+                fault.stream().ended(end, ahead);
+                stats.granted_ahead(granted_ahead);
             }
-            fault.stream().ended(end, ahead);
-            granted += granted_ahead;
-            stats.granted_ahead(granted_ahead);
-        } else {
-            fault.stream().reset();
+            (Some(_), Err(_)) => fault.stream().reset(),
+            // A prefetch, or no fault-around: the stream stays as it was.
+            (None, _) => {}
         }
+        granted += granted_ahead;
         // Lets go of the mmap lock, the chunk and the fault lock, in that order; the trimming
         // below removes notifiers, which waits for the mm's invalidations.
         drop(fault);
@@ -584,6 +600,25 @@ impl<T: DriverSvm> SvmContext<T> {
             return Err(EOPNOTSUPP);
         }
         Ok(())
+    }
+
+    /// How many pages after `end` (the page-aligned end of a fault's range) lie in the VMA of
+    /// the page before it, if that VMA is private anonymous memory a device may be granted:
+    /// how far fault-around may go (a snapshot: the mm may change once the lock is dropped,
+    /// and each grant checks again). 0 otherwise.
+    fn anon_pages_after(mm: &MmWithUser, end: usize) -> usize {
+        let lock = mm.mmap_read_lock();
+        let Some(vma) = lock.vma_lookup(end - PAGE_SIZE) else {
+            return 0;
+        };
+        let flags = vma.flags();
+        let refused = vm_flags::SHARED | vm_flags::HUGETLB | vm_flags::IO | vm_flags::PFNMAP;
+        // SAFETY: The mmap read lock keeps `vma` valid, and its file does not change under it.
+        let file = unsafe { (*vma.as_ptr()).vm_file };
+        if flags & vm_flags::WRITE == 0 || flags & refused != 0 || !file.is_null() {
+            return 0;
+        }
+        (vma.end() - end) / PAGE_SIZE
     }
 
     /// Removes the chunk `index` that a fault created, if it never had a grant (for

@@ -194,7 +194,7 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
             }
         }
         if let Some(residency) = &shared.residency {
-            residency.record(shared.mm_key, addr / CHUNK_SIZE, shared.owner_key());
+            residency.record(shared.mm_key, addr / CHUNK_SIZE, shared.owner_key(), ahead);
         }
         trace::grant(shared.owner, addr);
         self.prof.mark(Phase::Release);

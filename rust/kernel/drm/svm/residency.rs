@@ -36,8 +36,13 @@ const QUEUE: usize = 8;
 /// How many times as long as the device spent granting in it a turn lasts at least.
 const STRETCH: i64 = 3;
 
-/// Most slices one turn lasts, however long the device spent granting in it.
+/// Most slices one turn lasts after its last grant, however long the device spent granting.
 const MAX_STRETCH: i64 = 8;
+
+/// Most slices one turn lasts from its first grant. Devices that wait for a chunk each wait at
+/// most this long for every device before them: with [`QUEUE`] of them and a 5 ms slice, less
+/// than the one-second deadline of a fault.
+const MAX_TURN: i64 = 2 * MAX_STRETCH;
 
 /// The shortest a waiter behind the first one sleeps before it asks again.
 const MIN_POLL: Delta = Delta::from_micros(50);
@@ -68,9 +73,17 @@ impl Turn {
         Delta::from_nanos(nanos)
     }
 
-    /// How long the turn still lasts at `now`, if it does.
+    /// How long the turn still lasts at `now`, if it does: its slice after the last grant, and
+    /// never more than [`MAX_TURN`] slices after the first (a device whose pages the CPU keeps
+    /// taking back grants all the time).
     fn left(&self, min: Delta, now: Instant<Monotonic>) -> Option<Delta> {
-        let left = self.slice(min) - (now - self.last);
+        let after_last = self.slice(min) - (now - self.last);
+        let after_first = min * MAX_TURN - (now - self.since);
+        let left = if after_last < after_first {
+            after_last
+        } else {
+            after_first
+        };
         (left > Delta::ZERO).then_some(left)
     }
 }
@@ -144,8 +157,12 @@ pub struct Residency {
 }
 
 impl Residency {
-    /// A policy that gives every grant at least `min` before another device may take it.
+    /// A policy that gives every turn at least `min` before another device may take the chunk;
+    /// `EINVAL` if `min` is not positive.
     pub fn new(min: Delta) -> Result<Arc<Self>> {
+        if min <= Delta::ZERO {
+            return Err(EINVAL);
+        }
         let mut slots = KVec::with_capacity(SLOTS, GFP_KERNEL)?;
         for _ in 0..SLOTS {
             slots.push(None, GFP_KERNEL)?;
@@ -175,7 +192,7 @@ impl Residency {
     pub(super) fn remaining(&self, mm: usize, index: usize, owner: usize) -> Option<Delta> {
         let mut slots = self.slots.lock();
         let slot = slots[Self::slot(mm, index)].as_mut()?;
-        if slot.mm != mm || slot.index != index || slot.holder.is_some_and(|h| h.owner == owner) {
+        if slot.mm != mm || slot.index != index {
             return None;
         }
         let now = Instant::now();
@@ -183,7 +200,13 @@ impl Residency {
         // fault ended without saying so).
         let late = self.min * 3;
         slot.retain(|w| now - w.due < late);
-        if let Some(left) = slot.holder.and_then(|h| h.left(self.min, now)) {
+        let left = slot.holder.and_then(|h| h.left(self.min, now));
+        if slot.holder.is_some_and(|h| h.owner == owner) {
+            // The holder goes on in its turn, and after it if nobody waits; else it queues.
+            if left.is_some() || slot.queue[0].is_none() {
+                return None;
+            }
+        } else if let Some(left) = left {
             return Some(slot.wait(owner, now, left));
         }
         // The slice is over: the first waiter takes the page (anyone, if nobody waits).
@@ -223,8 +246,10 @@ impl Residency {
         }
     }
 
-    /// Records a grant of a page of chunk `index` of `mm` to `owner` now.
-    pub(super) fn record(&self, mm: usize, index: usize, owner: usize) {
+    /// Records a grant of a page of chunk `index` of `mm` to `owner` now. A page granted
+    /// `ahead` does not end another owner's running turn (one may have begun since the fault
+    /// looked with [`Self::held_by_other`]).
+    pub(super) fn record(&self, mm: usize, index: usize, owner: usize, ahead: bool) {
         let mut slots = self.slots.lock();
         let slot = &mut slots[Self::slot(mm, index)];
         let slot = match slot {
@@ -232,6 +257,13 @@ impl Residency {
             _ => slot.insert(Slot::new(mm, index)),
         };
         let now = Instant::now();
+        if ahead
+            && slot
+                .holder
+                .is_some_and(|h| h.owner != owner && h.left(self.min, now).is_some())
+        {
+            return;
+        }
         slot.holder = Some(match slot.holder {
             // The same turn goes on.
             Some(h) if h.owner == owner && h.left(self.min, now).is_some() => {

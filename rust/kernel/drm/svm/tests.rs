@@ -390,24 +390,30 @@ mod kunit {
         ctx.atomic_fault(base + 28 * P, 4)?;
         assert_eq!((ctx.granted_pages(), ahead()), (96, 84));
         assert_eq!(held(&ctx, base, 0, n), 96);
+        // A fault that was in flight for a page granted ahead finds it held: the stream goes
+        // on.
+        ctx.atomic_fault(base + 50 * P, 1)?;
+        assert_eq!((held(&ctx, base, 0, n), ahead()), (96, 84));
+        ctx.atomic_fault(base + 96 * P, 4)?;
+        assert_eq!((held(&ctx, base, 0, n), ahead()), (164, 148));
         // The CPU takes a page granted ahead before the device reached it: the fault there
         // ends the stream and grants nothing ahead, though it is of two pages.
-        mem.write_u64(94 * P, 1)?;
-        ctx.atomic_fault(base + 94 * P, 2)?;
-        assert_eq!((held(&ctx, base, 0, n), ahead()), (96, 84));
+        mem.write_u64(150 * P, 1)?;
+        ctx.atomic_fault(base + 150 * P, 2)?;
+        assert_eq!((held(&ctx, base, 0, n), ahead()), (164, 148));
         // Random single-page faults grant only their page.
         ctx.atomic_fault(base + 300 * P, 1)?;
         ctx.atomic_fault(base + 200 * P, 1)?;
-        assert_eq!((held(&ctx, base, 0, n), ahead()), (98, 84));
+        assert_eq!((held(&ctx, base, 0, n), ahead()), (166, 148));
         // After thrashing, a fault of several pages starts no stream...
         ctx.atomic_fault(base + (n - 8) * P, 2)?;
-        assert_eq!((held(&ctx, base, 0, n), ahead()), (100, 84));
+        assert_eq!((held(&ctx, base, 0, n), ahead()), (168, 148));
         // ...one that continues the last one does, and stops at the end of its chunk.
         ctx.atomic_fault(base + (n - 6) * P, 2)?;
-        assert_eq!((held(&ctx, base, 0, n), ahead()), (106, 88));
+        assert_eq!((held(&ctx, base, 0, n), ahead()), (174, 152));
         // A prefetch grants exactly what it asks for.
         ctx.prefetch(base + 400 * P, 4)?;
-        assert_eq!((held(&ctx, base, 0, n), ahead()), (110, 88));
+        assert_eq!((held(&ctx, base, 0, n), ahead()), (178, 152));
         // Without fault-around, the same stream grants what it asks for.
         let plain = around_ctx(&DEV_B, 0, None)?;
         for i in 0..3 {
@@ -472,7 +478,7 @@ mod kunit {
         let over = Delta::from_millis(300);
         let r = Residency::new(slice)?;
         let (mm, page, a, b, c) = (0x1000, 7, 1, 2, 3);
-        r.record(mm, page, a);
+        r.record(mm, page, a, false);
         assert_eq!(r.remaining(mm, page, a), None);
         // B comes first, then C: both wait for A's slice.
         assert!(r.remaining(mm, page, b).is_some());
@@ -481,21 +487,21 @@ mod kunit {
         // The slice is over: B, who came first, takes the page; C waits on.
         assert!(r.remaining(mm, page, c).is_some());
         assert_eq!(r.remaining(mm, page, b), None);
-        r.record(mm, page, b);
+        r.record(mm, page, b, false);
         // A, who lost the page, waits behind C.
         assert!(r.remaining(mm, page, a).is_some());
         fsleep(over);
         assert!(r.remaining(mm, page, a).is_some());
         assert_eq!(r.remaining(mm, page, c), None);
-        r.record(mm, page, c);
+        r.record(mm, page, c, false);
         fsleep(over);
         assert_eq!(r.remaining(mm, page, a), None);
         // A page a device lost to the CPU has no holder: whoever asks first goes.
-        r.record(mm, page, a);
+        r.record(mm, page, a, false);
         r.forget(mm, page, a);
         assert_eq!(r.remaining(mm, page, b), None);
         // A waiter three slices late to ask again loses its place.
-        r.record(mm, page, b);
+        r.record(mm, page, b, false);
         assert!(r.remaining(mm, page, c).is_some());
         fsleep(slice * 5);
         assert_eq!(r.remaining(mm, page, a), None);
@@ -510,22 +516,47 @@ mod kunit {
         let min = Delta::from_millis(50);
         let r = Residency::new(min)?;
         for _ in 0..8 {
-            r.record(mm, chunk, a);
+            r.record(mm, chunk, a, false);
             fsleep(Delta::from_millis(5));
         }
-        r.record(mm, chunk, a);
+        r.record(mm, chunk, a, false);
         assert!(r.remaining(mm, chunk, b).is_some_and(|left| left > min));
         // However long the device grants, a turn lasts at most eight slices.
         let min = Delta::from_millis(5);
         let r = Residency::new(min)?;
         for _ in 0..60 {
-            r.record(mm, chunk, a);
+            r.record(mm, chunk, a, false);
             fsleep(Delta::from_millis(1));
         }
-        r.record(mm, chunk, a);
+        r.record(mm, chunk, a, false);
         assert!(r
             .remaining(mm, chunk, b)
             .is_some_and(|left| left <= min * 8));
+        Ok(())
+    }
+
+    #[test]
+    fn a_turn_ends_though_its_device_keeps_granting() -> Result {
+        let (mm, chunk, a, b) = (0x1000, 4, 1, 2);
+        let r = Residency::new(Delta::from_millis(5))?;
+        r.record(mm, chunk, a, false);
+        assert!(r.remaining(mm, chunk, b).is_some());
+        // A keeps granting in its turn (as when the CPU keeps taking its pages back) while B
+        // waits: B gets the chunk once the turn has lasted its most, 80 ms.
+        let mut b_went = false;
+        for _ in 0..200 {
+            fsleep(Delta::from_millis(1));
+            if r.remaining(mm, chunk, a).is_none() {
+                r.record(mm, chunk, a, false);
+            }
+            if r.remaining(mm, chunk, b).is_none() {
+                b_went = true;
+                break;
+            }
+        }
+        assert!(b_went);
+        // A's turn is over and B waits: A queues behind it.
+        assert!(r.remaining(mm, chunk, a).is_some());
         Ok(())
     }
 
