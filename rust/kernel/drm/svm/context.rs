@@ -359,10 +359,10 @@ impl<T: DriverSvm> SvmContext<T> {
             // earlier one granted its pages, which says nothing about the stream.
             (Some(_), Ok(())) if granted == 0 => {}
             (Some(end), Ok(())) => {
-                let window = fault
-                    .stream()
-                    .window(addr, end, self.config.fault_around)
-                    .min(Self::anon_pages_after(mm, end));
+                let window = match fault.stream().window(addr, end, self.config.fault_around) {
+                    0 => 0,
+                    window => window.min(Self::anon_pages_after(mm, end)),
+                };
                 let mut ahead = 0;
                 while ahead < window && began.elapsed() < self.config.timeout {
                     let page = end + ahead * PAGE_SIZE;
