@@ -32,7 +32,10 @@ use crate::{
             MmuIntervalNotifier,
             Owner, //
         },
-        virt::flags as vm_flags,
+        virt::{
+            flags as vm_flags,
+            vm_flags_t, //
+        },
         Mm,
         MmWithUser, //
     },
@@ -592,7 +595,11 @@ impl<T: DriverSvm> SvmContext<T> {
     /// (only private anonymous folios can be made exclusive).
     fn may_grant(mm: &MmWithUser, addr: usize) -> Result {
         let lock = mm.mmap_read_lock();
-        let flags = lock.vma_lookup(addr).ok_or(EFAULT)?.flags();
+        Self::grantable(lock.vma_lookup(addr).ok_or(EFAULT)?.flags())
+    }
+
+    /// The error of [`Self::may_grant`] for a VMA with `flags`.
+    fn grantable(flags: vm_flags_t) -> Result {
         if flags & vm_flags::WRITE == 0 || flags & (vm_flags::IO | vm_flags::PFNMAP) != 0 {
             return Err(EFAULT);
         }
@@ -611,11 +618,9 @@ impl<T: DriverSvm> SvmContext<T> {
         let Some(vma) = lock.vma_lookup(end - PAGE_SIZE) else {
             return 0;
         };
-        let flags = vma.flags();
-        let refused = vm_flags::SHARED | vm_flags::HUGETLB | vm_flags::IO | vm_flags::PFNMAP;
         // SAFETY: The mmap read lock keeps `vma` valid, and its file does not change under it.
         let file = unsafe { (*vma.as_ptr()).vm_file };
-        if flags & vm_flags::WRITE == 0 || flags & refused != 0 || !file.is_null() {
+        if Self::grantable(vma.flags()).is_err() || !file.is_null() {
             return 0;
         }
         (vma.end() - end) / PAGE_SIZE
