@@ -255,6 +255,7 @@ TEST_F(limits, many_files)
 	long long kernel0, opened, kernel1, kernel2;
 	static int fds[FILES], extra[FILES + 64];
 	int n = 0, nextra = 0, fd, ndev = vsvm_count();
+	long long stat_lag = 2 * 64 * PAGE_SZ * sysconf(_SC_NPROCESSORS_ONLN);
 
 	ASSERT_EQ(join_cgroup(CG, "64M"), 0);
 	ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lim), 0);
@@ -290,9 +291,12 @@ TEST_F(limits, many_files)
 	 * Charged to the opener: the context (6.2 kB in this test kernel, with
 	 * lockdep), and the grant's chunk: its notifier, grant array and
 	 * page-table leaf (8.5 kB, of which the array and the leaf are 4 kB each).
+	 * memory.stat lags the charges by up to a batch of 64 pages per CPU, so
+	 * each difference of two readings may be that much off, either way (seen:
+	 * 8,081 bytes per grant in one run of 17, 8,429 to 8,695 in the others).
 	 */
 	ASSERT_GT(opened - kernel0, FILES * 4096LL);
-	ASSERT_GT(kernel1 - opened, FILES * 8192LL);
+	ASSERT_GT(kernel1 - opened + stat_lag, FILES * 8192LL);
 	/* ...bounded per file... */
 	ASSERT_LT(kernel1 - kernel0, FILES * 32768LL);
 	/* ...and given back. */
