@@ -40,8 +40,22 @@ for p in out/series-check/*.patch; do
 	# From the tree the series was made in: checkpatch's SPDX check
 	# (spdxcheck.py) wants a git tree, and Debian's python3 with python3-ply
 	# and python3-git, not another python3 on PATH.
+	# checkpatch asks about MAINTAINERS whenever a patch adds a file; a file
+	# in a directory that MAINTAINERS already lists (at that patch) needs
+	# nothing.  Deleted or renamed files are always asked about.
+	ignore=()
+	added=$(awk '/^diff --git /{f=$4} /^new file mode/{print substr(f, 3)}' "$p")
+	commit=$(sed -n '1s/^From \([0-9a-f]*\) .*/\1/p' "$p")
+	if [ -n "$added" ] && ! grep -q -e '^+++ b/MAINTAINERS' -e '^deleted file mode' \
+		-e '^rename from' "$p" &&
+		maint=$(git -C "$CACHE/series/work" show "$commit:MAINTAINERS") &&
+		(for f in $added; do
+			grep -qxF "F:	${f%/*}/" <<< "$maint" || exit 1
+		done); then
+		ignore=(--ignore FILE_PATH_CHANGES)
+	fi
 	PATH=/usr/bin:$PATH "$CACHE/series/work/scripts/checkpatch.pl" --strict --quiet \
-		--no-summary --color=never "$p" ||
+		--no-summary --color=never "${ignore[@]}" "$p" ||
 		{ echo "in $p" >&2; fail=1; }
 done
 # The UAPI headers' documentation is built into Documentation/gpu/vsvm.rst.

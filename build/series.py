@@ -11,6 +11,12 @@ Each patches/NNNN-*.patch is one patch of the series:
     ---
     <diff of the upstream files it changes>                    (optional)
 
+A patch may also change overlay files that an earlier patch added: its
+patches/NNNN-*.amend holds that diff (a step of the series, such as a
+feature added to a file in its own patch).  The repository's overlay file
+is the final state; the earlier patch adds it with every later amend
+reversed, and each amend applies in its patch.
+
 build/prepare.sh applies the diffs and lays every overlay file over the
 kernel tree; this script makes the same changes patch by patch as commits
 on a pristine tree (a git repository made once from the Debian tarball)
@@ -27,6 +33,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERLAY_DIRS = ["rust", "drivers", "include", "Documentation", "tools"]
@@ -91,6 +98,45 @@ def claims(patches, files):
     return result
 
 
+def amended_files(name, diff):
+    """The files an amend changes; its headers must be "--- a/F" and "+++ b/F"."""
+    olds = re.findall(r"(?m)^--- (\S+)", diff)
+    news = re.findall(r"(?m)^\+\+\+ (\S+)", diff)
+    if len(olds) != len(news) or any(
+            o != "a/" + n[2:] or not n.startswith("b/") for o, n in zip(olds, news)):
+        die(f"{name}: each file's headers must be --- a/FILE and +++ b/FILE")
+    return sorted(set(n[2:] for n in news))
+
+
+def stages(patches, files, tmp):
+    """Lays the overlay files as the patches that add them do (every later
+    amend reversed) in tmp; returns each patch's amend diff or ""."""
+    amends, owner = [], {}
+    for (path, _), mine in zip(patches, files):
+        amend = path[:-len(".patch")] + ".amend"
+        diff = open(amend).read() if os.path.exists(amend) else ""
+        for f in amended_files(os.path.basename(amend), diff):
+            if f not in owner:
+                die(f"{os.path.basename(amend)} changes {f}, which no earlier patch adds")
+        for f in mine:
+            owner[f] = path
+        amends.append(diff)
+    for f in owner:
+        dst = os.path.join(tmp, f)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copyfile(os.path.join(TOP, f), dst)
+        shutil.copymode(os.path.join(TOP, f), dst)
+    for (path, _), diff in reversed(list(zip(patches, amends))):
+        # --force, not --batch: an amend that looks applied already must fail, not go forward.
+        if diff and subprocess.run(
+                ["patch", "-d", tmp, "-p1", "-R", "--force", "--silent", "--fuzz=0",
+                 "--no-backup-if-mismatch", "--reject-file=-"], input=diff, text=True,
+                stdout=subprocess.DEVNULL).returncode != 0:
+            die(f"{os.path.basename(path)[:-len('.patch')]}.amend does not reverse"
+                " from the overlay files: make it again from the changed files")
+    return amends
+
+
 def cover_letter(path):
     """Fills format-patch's cover letter from patches/cover-letter and the
     benchmark results page."""
@@ -113,6 +159,35 @@ def cover_letter(path):
     open(path, "w").write(text)
 
 
+def commit_all(base, work, patches, files, amends, staged, name, email):
+    """Makes the series as commits in the worktree work of base."""
+    if os.path.isdir(work) and subprocess.run(
+            ["git", "-C", work, "rev-parse", "-q", "--verify", "HEAD"],
+            capture_output=True).returncode != 0:
+        # A worktree whose creation was interrupted: make it again.
+        shutil.rmtree(work)
+    if not os.path.isdir(work):
+        git(base, "worktree", "prune")
+        git(base, "worktree", "add", "-q", "--detach", work, BASE_TAG)
+    git(work, "checkout", "-q", "--detach", "-f", BASE_TAG)
+    git(work, "clean", "-q", "-fdx")
+    env = dict(os.environ, GIT_AUTHOR_NAME=name, GIT_AUTHOR_EMAIL=email,
+               GIT_COMMITTER_NAME=name, GIT_COMMITTER_EMAIL=email)
+    for (path, (subject, _, body, diff)), mine, amend in zip(patches, files, amends):
+        for d in (diff, amend):
+            if d and subprocess.run(["git", "-C", work, "apply", "--whitespace=nowarn", "-"],
+                                    input=d, text=True).returncode != 0:
+                die(f"{os.path.basename(path)}: its diff or amend does not apply")
+        for f in mine:
+            dst = os.path.join(work, f)
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copyfile(os.path.join(staged, f), dst)
+            shutil.copymode(os.path.join(staged, f), dst)
+        git(work, "add", "-A", "-f")
+        git(work, "commit", "-q", "-s", "-F", "-", input=f"{subject}\n\n{body}", env=env)
+
+
+
 def main():
     base, work, outdir = sys.argv[1:4]
     name = subprocess.run(["git", "-C", TOP, "config", "user.name"], text=True,
@@ -128,33 +203,20 @@ def main():
     odd = [p for p in names if p.endswith(".patch") and not re.match(PATCH_RE, p)]
     if odd:
         die("patches/ holds patches outside the series (NNNN-*.patch): " + " ".join(odd))
+    lost = [p for p in names if p.endswith(".amend") and p[:-len(".amend")] + ".patch" not in names]
+    if lost:
+        die("amends without their patch (NNNN-*.patch of the same name): " + " ".join(lost))
     paths = sorted(os.path.join(TOP, "patches", p) for p in names if re.match(PATCH_RE, p))
     patches = [(p, parse(p)) for p in paths]
     files = claims(patches, overlay_files())
+    with tempfile.TemporaryDirectory(prefix="series-") as staged:
+        amends = stages(patches, files, staged)
+        commit_all(base, work, patches, files, amends, staged, name, email)
 
-    if os.path.isdir(work) and subprocess.run(
-            ["git", "-C", work, "rev-parse", "-q", "--verify", "HEAD"],
-            capture_output=True).returncode != 0:
-        # A worktree whose creation was interrupted: make it again.
-        shutil.rmtree(work)
-    if not os.path.isdir(work):
-        git(base, "worktree", "prune")
-        git(base, "worktree", "add", "-q", "--detach", work, BASE_TAG)
-    git(work, "checkout", "-q", "--detach", "-f", BASE_TAG)
-    git(work, "clean", "-q", "-fdx")
-    env = dict(os.environ, GIT_AUTHOR_NAME=name, GIT_AUTHOR_EMAIL=email,
-               GIT_COMMITTER_NAME=name, GIT_COMMITTER_EMAIL=email)
-    for (path, (subject, _, body, diff)), mine in zip(patches, files):
-        if diff:
-            subprocess.run(["git", "-C", work, "apply", "--whitespace=nowarn", "-"],
-                           input=diff, text=True, check=True)
-        for f in mine:
-            dst = os.path.join(work, f)
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            shutil.copyfile(os.path.join(TOP, f), dst)
-            shutil.copymode(os.path.join(TOP, f), dst)
-        git(work, "add", "-A", "-f")
-        git(work, "commit", "-q", "-s", "-F", "-", input=f"{subject}\n\n{body}", env=env)
+    for f in sum(files, []):
+        with open(os.path.join(TOP, f), "rb") as a, open(os.path.join(work, f), "rb") as b:
+            if a.read() != b.read():
+                die(f"{f}: the series does not end in the repository's file")
 
     shutil.rmtree(outdir, ignore_errors=True)
     # RFC while targets of the benchmark are not met and no mainline tree was tried.
