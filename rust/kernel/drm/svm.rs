@@ -28,11 +28,11 @@
 //! the retries of a fault with a deadline (`EBUSY`) and stops on a fatal signal (`EINTR`); it
 //! marks granted folios dirty, since device-exclusive entries look clean to the core mm; it
 //! counts what happens inside its faults ([`Stats`]: grants, retries, own events) and tells the
-//! driver why each grant goes
-//! ([`Unmap::cause`]); it can grant pages ahead of a sequential stream of faults, within
-//! their chunk, like readahead ([`Config::fault_around`]); and it can give a device's grants
-//! in a chunk a minimum residency against other devices ([`Residency`]), so that devices
-//! contending for one page or sweeping one buffer take turns and all make progress.
+//! driver why each grant goes ([`Unmap::cause`]); and it can give a device's grants in a chunk
+//! a minimum residency against other devices ([`Residency`]), so that devices contending for
+//! one page or sweeping one buffer take turns and all make progress. It can also grant pages
+//! ahead of a sequential stream of faults, within their chunk, like readahead
+//! ([`Config::fault_around`]).
 //!
 //! # Locking
 //!
@@ -272,7 +272,9 @@ pub struct Config {
     /// The device's owner cookie, passed to `make_device_exclusive()`; invalidations carrying
     /// it are the device's own and are ignored.
     pub owner: Owner,
-    /// How long one page's fault may keep retrying before it fails with `EBUSY`.
+    /// How long one page's fault may keep retrying, or waiting for another device's turn
+    /// ([`Config::residency`]), before it fails with `EBUSY`. Fault-around stops granting ahead
+    /// once the whole fault has taken this long.
     pub timeout: Delta,
     /// How grants are watched.
     pub notifiers: NotifierMode,

@@ -125,7 +125,10 @@ pub enum Phase {
     Entry,
     /// The already-granted check and any allocation for the device PTE.
     Prepare,
+    /// Waiting for another device's turn on the chunk ([`Residency`]), then
     /// `mmu_interval_read_begin()`.
+    ///
+    /// [`Residency`]: super::Residency
     ReadBegin,
     /// Taking the mmap read lock.
     MmapLock,

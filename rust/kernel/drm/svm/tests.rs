@@ -164,17 +164,18 @@ mod kunit {
     static DEV_B: u8 = 0;
 
     fn context(owner: &'static u8, mode: NotifierMode) -> Result<Pin<KBox<SvmContext<TestPt>>>> {
-        context_with(owner, TestPt::new(PMD_SIZE / P)?, mode)
+        context_with(owner, TestPt::new(PMD_SIZE / P)?, |c| c.notifiers = mode)
     }
 
+    /// A context of `owner` on the current mm with the page table `pt`, configured by `set`.
     fn context_with(
         owner: &'static u8,
         pt: TestPt,
-        mode: NotifierMode,
+        set: impl FnOnce(&mut Config),
     ) -> Result<Pin<KBox<SvmContext<TestPt>>>> {
         let mm = current_mm().ok_or(EINVAL)?;
         let mut config = Config::new(Owner::from_ptr(owner));
-        config.notifiers = mode;
+        set(&mut config);
         KBox::pin_init(SvmContext::new(&mm, pt, config), GFP_KERNEL)
     }
 
@@ -315,21 +316,24 @@ mod kunit {
         Ok(())
     }
 
+    /// A context of `owner` that shares `residency`.
+    fn sharing(
+        owner: &'static u8,
+        residency: &Arc<Residency>,
+    ) -> Result<Pin<KBox<SvmContext<TestPt>>>> {
+        context_with(owner, TestPt::new(PMD_SIZE / P)?, |c| {
+            c.residency = Some(residency.clone())
+        })
+    }
+
     #[test]
     fn residency_makes_the_contender_back_off() -> Result {
         let mem = UserMem::new(Kind::Anon, P)?;
         mem.write_u64(0, 0)?;
         // Long enough that the other device always faults inside the slice, even on a slow guest.
         let residency = Residency::new(Delta::from_millis(20))?;
-        let mk = |owner: &'static u8| -> Result<Pin<KBox<SvmContext<TestPt>>>> {
-            let mm = current_mm().ok_or(EINVAL)?;
-            let pt = TestPt::new(4)?;
-            let mut config = Config::new(Owner::from_ptr(owner));
-            config.residency = Some(residency.clone());
-            KBox::pin_init(SvmContext::new(&mm, pt, config), GFP_KERNEL)
-        };
-        let a = mk(&DEV_A)?;
-        let b = mk(&DEV_B)?;
+        let a = sharing(&DEV_A, &residency)?;
+        let b = sharing(&DEV_B, &residency)?;
         for _ in 0..5 {
             device_add_faulting(&a, mem.addr(), 1)?;
             device_add_faulting(&b, mem.addr(), 1)?;
@@ -357,14 +361,10 @@ mod kunit {
         around: usize,
         residency: Option<&Arc<Residency>>,
     ) -> Result<Pin<KBox<SvmContext<TestPt>>>> {
-        let mm = current_mm().ok_or(EINVAL)?;
-        let mut config = Config::new(Owner::from_ptr(owner));
-        config.fault_around = around;
-        config.residency = residency.cloned();
-        KBox::pin_init(
-            SvmContext::new(&mm, TestPt::new(PMD_SIZE / P)?, config),
-            GFP_KERNEL,
-        )
+        context_with(owner, TestPt::new(PMD_SIZE / P)?, |c| {
+            c.fault_around = around;
+            c.residency = residency.cloned();
+        })
     }
 
     /// Pages of `[first, end)` (page numbers from `base`) the context holds.
@@ -429,7 +429,7 @@ mod kunit {
         let mem = UserMem::new_thp()?;
         let base = mem.addr();
         let residency = Residency::new(Delta::from_millis(100))?;
-        let a = around_ctx(&DEV_A, 0, Some(&residency))?;
+        let a = sharing(&DEV_A, &residency)?;
         let b = around_ctx(&DEV_B, 64, Some(&residency))?;
         b.atomic_fault(base, 8)?;
         assert_eq!(b.granted_pages(), 16);
@@ -449,8 +449,8 @@ mod kunit {
         let base = mem.addr();
         // Long enough that each step below runs inside the slice before it, on a slow guest.
         let residency = Residency::new(Delta::from_millis(100))?;
-        let a = around_ctx(&DEV_A, 0, Some(&residency))?;
-        let b = around_ctx(&DEV_B, 0, Some(&residency))?;
+        let a = sharing(&DEV_A, &residency)?;
+        let b = sharing(&DEV_B, &residency)?;
         a.atomic_fault(base, 1)?;
         // Another page of the chunk: B waits for A's slice on the chunk, and A keeps its page.
         b.atomic_fault(base + 5 * P, 1)?;
@@ -1189,7 +1189,7 @@ mod kunit {
         mem.write_u64(0, 1)?;
         let mut pt = TestPt::new(4)?;
         pt.flush = Flush::Wait;
-        let ctx = context_with(&DEV_A, pt, NotifierMode::LongLived)?;
+        let ctx = context_with(&DEV_A, pt, |_| {})?;
         ctx.atomic_fault(mem.addr(), 1)?;
         let invalidate = ctx.test_invalidator(mem.addr()).ok_or(EINVAL)?;
         // A driver that would have to wait for its TLB flush refuses a non-blockable
