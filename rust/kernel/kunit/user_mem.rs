@@ -103,8 +103,13 @@ impl UserMem {
         })
     }
 
-    /// Maps a [`PMD_SIZE`]-aligned, [`PMD_SIZE`]-long region of private anonymous memory marked
-    /// `MADV_HUGEPAGE`, so that its first touch faults in one transparent huge page.
+    /// Maps a [`PMD_SIZE`]-aligned, [`PMD_SIZE`]-long region of private anonymous memory and
+    /// faults in one transparent huge page there (when one can be had).
+    ///
+    /// The region is then marked `MADV_NOHUGEPAGE`: otherwise khugepaged collapses the huge page
+    /// again once a test has split its mapping (as a device-exclusive entry does), which takes
+    /// away what the test set up at a moment the test does not choose. The huge page stays; a
+    /// range the test zaps faults back in small pages.
     pub fn new_thp() -> Result<Self> {
         let mem = Self::new(Kind::Anon, 2 * PMD_SIZE)?;
         let aligned = (mem.addr + PMD_SIZE - 1) & !(PMD_SIZE - 1);
@@ -115,6 +120,8 @@ impl UserMem {
             _nts: NotThreadSafe,
         };
         thp.madvise(0, PMD_SIZE, bindings::MADV_HUGEPAGE)?;
+        thp.write_u64(0, 0)?;
+        thp.madvise(0, PMD_SIZE, bindings::MADV_NOHUGEPAGE)?;
         Ok(thp)
     }
 
