@@ -220,11 +220,16 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
                 if state.cancelled(shared, self.generation) {
                     return Err(ECANCELED);
                 }
-                Seen::look(&mut state, &shared.stats, addr, kept.is_none())
+                Seen::look(&mut state, addr, kept.is_none())
             }
         };
         let spare = match (seen, kept) {
-            (Seen::Held, _) => return Ok(None),
+            (Seen::Held, _) => {
+                // Counted when the page's turn comes, not when the previous page's commit
+                // looked at it (a page fault-around then does not take).
+                shared.stats.already_mapped();
+                return Ok(None);
+            }
             (_, Some(kept)) => return Ok(Some(kept)),
             (Seen::Absent(spare), None) => spare,
         };
@@ -316,8 +321,7 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
             Self::commit(&mut state, shared, self.generation, &grant, pte).map(|()| {
                 // The next page of a batch is looked at in this lock section, not one of its
                 // own.
-                let next =
-                    next.map(|next| (next, Seen::look(&mut state, &shared.stats, next, true)));
+                let next = next.map(|next| (next, Seen::look(&mut state, next, true)));
                 Attempt::Granted(next)
             })
         };
@@ -397,9 +401,8 @@ enum Seen<T: DriverSvm> {
 impl<T: DriverSvm> Seen<T> {
     /// Under the page-table lock: whether the device holds the page at `addr` already, and if
     /// not, names it in `State::granting` and takes the spare allocation (if `take_spare`).
-    fn look(state: &mut State<T>, stats: &Stats, addr: usize, take_spare: bool) -> Self {
+    fn look(state: &mut State<T>, addr: usize, take_spare: bool) -> Self {
         if state.grants.get(addr >> PAGE_SHIFT).is_some() {
-            stats.already_mapped();
             return Self::Held;
         }
         // Before `read_begin()`, under the lock: see `State::granting`.

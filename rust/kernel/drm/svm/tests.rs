@@ -425,6 +425,22 @@ mod kunit {
     }
 
     #[test]
+    fn fault_around_counts_only_pages_asked_for() -> Result {
+        let mem = UserMem::new_thp()?;
+        let base = mem.addr();
+        let ctx = around_ctx(&DEV_A, 64, None)?;
+        let already = || ctx.stats().snapshot().pages_already_mapped;
+        ctx.atomic_fault(base + 11 * P, 1)?;
+        // A single-page fault grants nothing ahead: the page after it, held already, is not
+        // one it asked for.
+        ctx.atomic_fault(base + 10 * P, 1)?;
+        assert_eq!((ctx.granted_pages(), already()), (2, 0));
+        ctx.atomic_fault(base + 11 * P, 1)?;
+        assert_eq!((ctx.granted_pages(), already()), (2, 1));
+        Ok(())
+    }
+
+    #[test]
     fn fault_around_takes_nothing_from_a_turn() -> Result {
         let mem = UserMem::new_thp()?;
         let base = mem.addr();
