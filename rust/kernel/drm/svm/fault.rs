@@ -282,6 +282,11 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
                 }
                 fsleep(if left < budget { left } else { budget });
             }
+            if waited {
+                // Named again: an invalidation of the page during the wait began before
+                // `read_begin()`, which waits for it or finds it done. It is no collision.
+                shared.state.lock().name(addr);
+            }
         }
         // Without the mmap lock, in the order Documentation/mm/hmm.rst shows: this may wait
         // for an invalidation in progress.

@@ -488,6 +488,37 @@ mod kunit {
     }
 
     #[test]
+    fn an_invalidation_while_waiting_for_a_turn_is_no_collision() -> Result {
+        let mem = UserMem::new_thp()?;
+        let (base, x) = (mem.addr(), mem.addr() + 10 * P);
+        let residency = Residency::new(Delta::from_millis(300))?;
+        // The holder keeps its turn on the chunk with a second page.
+        let holder = sharing(&DEV_B, &residency)?;
+        holder.atomic_fault(x, 1)?;
+        holder.atomic_fault(base + 20 * P, 1)?;
+        let mm = current_mm().ok_or(EINVAL)?;
+        let mut config = Config::new(Owner::from_ptr(&DEV_A));
+        config.residency = Some(residency.clone());
+        let ctx = Arc::pin_init(SvmContext::new(&mm, TestPt::new(16)?, config), GFP_KERNEL)?;
+        let held = gate(x, Event::Exclusive, Some(&DEV_A))?;
+        let fault = fault_on_worker(&ctx, x, 1)?;
+        // While the fault waits for the turn, the CPU takes the page from the holder.
+        assert!(poll(Delta::from_secs(10), || {
+            ctx.stats().snapshot().residency_waits == 1
+        }));
+        mem.write_u64(10 * P, 1)?;
+        // After the fault's `read_begin()`, an invalidation of another page: no collision.
+        assert!(held.data().wait_entered(1, &Atomic::new(false)));
+        mem.madvise(11 * P, P, bindings::MADV_DONTNEED)?;
+        held.data().open();
+        held.data().release();
+        assert_eq!(fault.wait(), Some(Ok(())));
+        assert!(ctx.is_granted(x));
+        assert_eq!(ctx.stats().snapshot().retries, 0);
+        Ok(())
+    }
+
+    #[test]
     fn residency_hands_the_page_over_in_turn() -> Result {
         // Long enough that a slow guest asks within a slice, and within three after a sleep.
         let slice = Delta::from_millis(250);
