@@ -71,3 +71,17 @@ pub(super) fn current_is_reclaiming() -> bool {
     let flags = unsafe { (*bindings::get_current()).flags };
     flags & (bindings::PF_MEMALLOC | bindings::PF_KSWAPD) != 0
 }
+
+/// Whether the current task is khugepaged, which collapses the small mappings of a range into
+/// a huge page: the core mm reports that like a CPU fault.
+#[cfg(CONFIG_TRANSPARENT_HUGEPAGE)]
+pub(super) fn current_is_khugepaged() -> bool {
+    // SAFETY: Reads only the current task, which is always valid.
+    unsafe { bindings::current_is_khugepaged() }
+}
+
+/// Without transparent huge pages there is no khugepaged.
+#[cfg(not(CONFIG_TRANSPARENT_HUGEPAGE))]
+pub(super) fn current_is_khugepaged() -> bool {
+    false
+}

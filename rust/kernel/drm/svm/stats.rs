@@ -38,9 +38,9 @@ pub enum RevokeCause {
     Mprotect = bindings::drm_svm_revoke_cause_DRM_SVM_REVOKE_MPROTECT,
     /// Write-protection of single pages: fork's copy-on-write, KSM.
     Fork = bindings::drm_svm_revoke_cause_DRM_SVM_REVOKE_FORK,
-    /// Migration (`MMU_NOTIFY_MIGRATE`), or reclaim: an unmapping by a task that is
-    /// reclaiming memory (kswapd, direct or memcg reclaim), which the core mm reports like a
-    /// CPU fault.
+    /// Migration (`MMU_NOTIFY_MIGRATE`), reclaim (an unmapping by a task that is reclaiming
+    /// memory: kswapd, direct or memcg reclaim) or khugepaged collapsing a range into a huge
+    /// page; the core mm reports the last two like a CPU fault.
     Migration = bindings::drm_svm_revoke_cause_DRM_SVM_REVOKE_MIGRATION,
     /// The process exited.
     Exit = bindings::drm_svm_revoke_cause_DRM_SVM_REVOKE_EXIT,
@@ -97,7 +97,11 @@ impl RevokeCause {
     pub fn of_invalidation(event: Event, from: Option<Owner>, own_task: bool) -> Self {
         match Self::from_event(event, from) {
             Self::CpuFault if !own_task && granting::current_is_granting() => Self::OtherDevice,
-            Self::CpuFault if granting::current_is_reclaiming() => Self::Migration,
+            Self::CpuFault
+                if granting::current_is_reclaiming() || granting::current_is_khugepaged() =>
+            {
+                Self::Migration
+            }
             cause => cause,
         }
     }

@@ -456,6 +456,44 @@ TEST_F(mm, compaction_while_granted)
 	munmap(p, n * PAGE_SZ);
 }
 
+#define KHUGEPAGED	"/sys/kernel/mm/transparent_hugepage/khugepaged/"
+
+/*
+ * A grant splits the PMD of a huge page; khugepaged collapses such a range
+ * again (as any PTE-mapped one it may), and takes the grant. The driver is
+ * told a migration, not a CPU access; the data and the device's access stay.
+ */
+TEST_F(mm, khugepaged_collapse_is_a_migration)
+{
+	uint64_t *p = thp_buffer(_metadata);
+	__u64 cpu0 = 0, cpu1 = 0, mig0 = 0, mig1 = 0;
+	char sleep_ms[32];
+	int waited;
+
+	ASSERT_NE(p, NULL);
+	ASSERT_EQ(read_file(KHUGEPAGED "scan_sleep_millisecs", sleep_ms, sizeof(sleep_ms)), 0);
+	ASSERT_EQ(vsvm_add64(self->fd, p + 5 * U64_PER_PAGE, 1), 0);
+	vsvm_revoked(self->fd, DRM_VSVM_REVOKE_CPU, &cpu0);
+	vsvm_revoked(self->fd, DRM_VSVM_REVOKE_MIGRATION, &mig0);
+	ASSERT_EQ(write_file(KHUGEPAGED "scan_sleep_millisecs", "10"), 0);
+	for (waited = 0; waited < 300; waited++) {
+		vsvm_revoked(self->fd, DRM_VSVM_REVOKE_MIGRATION, &mig1);
+		if (mig1 > mig0)
+			break;
+		usleep(50 * 1000);
+	}
+	vsvm_revoked(self->fd, DRM_VSVM_REVOKE_CPU, &cpu1);
+	ASSERT_EQ(write_file(KHUGEPAGED "scan_sleep_millisecs", sleep_ms), 0);
+	TH_LOG("after %d ms: migration %llu, cpu %llu revocations", waited * 50,
+	       mig1 - mig0, cpu1 - cpu0);
+	ASSERT_GT(mig1, mig0);
+	ASSERT_EQ(cpu1, cpu0);
+	ASSERT_EQ(p[5 * U64_PER_PAGE], 5001);
+	ASSERT_EQ(vsvm_add64(self->fd, p + 5 * U64_PER_PAGE, 1), 0);
+	ASSERT_EQ(p[5 * U64_PER_PAGE], 5002);
+	munmap(p, THP_SZ);
+}
+
 #define CMA_DEBUGFS	"/sys/kernel/debug/cma"
 /* Pages of the CMA area each device is given. */
 #define CMA_PAGES	16
