@@ -79,11 +79,7 @@ impl Turn {
     fn left(&self, min: Delta, now: Instant<Monotonic>) -> Option<Delta> {
         let after_last = self.slice(min) - (now - self.last);
         let after_first = min * MAX_TURN - (now - self.since);
-        let left = if after_last < after_first {
-            after_last
-        } else {
-            after_first
-        };
+        let left = after_last.min(after_first);
         (left > Delta::ZERO).then_some(left)
     }
 }
