@@ -87,14 +87,14 @@ static double touch(char *p, unsigned long n)
 }
 
 /*
- * One in-kernel measurement through debugfs over @n pages at @p: ns per page
- * (0 for "profile", whose phases are read separately), -1 on error.
+ * One in-kernel measurement through debugfs over @n pages at @p: ns per page,
+ * -1 on error.
  */
 static double probe(const char *what, char *p, unsigned long n)
 {
 	const char *path = "/sys/kernel/debug/vsvm/bench_floor";
 	char cmd[64], line[96], key[64];
-	double ns = strcmp(what, "profile") ? -1 : 0;
+	double ns = -1;
 	FILE *f;
 	int fd = open(path, O_WRONLY);
 
@@ -116,24 +116,84 @@ static double probe(const char *what, char *p, unsigned long n)
 	return ns;
 }
 
-/* Where a backend fault's time goes: one profiled run, us per page and phase. */
+#define TRACING "/sys/kernel/tracing/"
+#define PHASES 7
+
+/* Writes @val to the tracefs file @name; 0 or -1. */
+static int tracefs(const char *name, const char *val)
+{
+	char path[128];
+	int fd, ok;
+
+	snprintf(path, sizeof(path), TRACING "%s", name);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	if (fd < 0)
+		return -1;
+	ok = write(fd, val, strlen(val)) == (ssize_t)strlen(val);
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+/*
+ * Where a backend fault's time goes: one "backend" run with the drm_svm
+ * tracepoints svm_fault_begin and svm_phase on, us per page and phase.  A
+ * phase is the time from the task's previous event to its svm_phase (the
+ * trace's timestamps are in us: averaged over NPAGES faults).
+ */
 static int cmd_profile(char *p)
 {
-	char line[96], name[64];
-	double ns;
+	static const char *const events[] = { "svm_fault_begin", "svm_phase" };
+	char name[PHASES][32], line[256], pid[16], path[64];
+	double sum[PHASES] = { 0 }, last = -1;
+	int n = 0, err = 0;
 	FILE *f;
 
-	if (probe("profile", p, NPAGES) < 0)
-		return 1;
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	err |= tracefs("set_event_pid", pid);
+	err |= tracefs("trace", "");
+	for (int e = 0; e < 2; e++) {
+		snprintf(path, sizeof(path), "events/drm_svm/%s/enable", events[e]);
+		err |= tracefs(path, "1");
+	}
+	if (!err && probe("backend", p, NPAGES) < 0)
+		err = 1;
+	for (int e = 0; e < 2; e++) {
+		snprintf(path, sizeof(path), "events/drm_svm/%s/enable", events[e]);
+		tracefs(path, "0");
+	}
+	tracefs("set_event_pid", "");
 	touch(p, NPAGES);
-	f = fopen("/sys/kernel/debug/vsvm/bench_floor", "r");
+	f = err ? NULL : fopen(TRACING "trace", "r");
 	if (!f)
 		return 1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "phase_%63[^:]: %lf", name, &ns) == 2)
-			result("profile", name, ns / 1000, "us/page");
+	while (fgets(line, sizeof(line), f)) {
+		char *ev = strstr(line, ": svm_"), *ts, *ph;
+		double t;
+		int k;
+
+		if (!ev || line[0] == '#')
+			continue;
+		*ev = 0;
+		ts = strrchr(line, ' ');
+		t = atof(ts ? ts + 1 : line) * 1e6;
+		ev += 2;
+		ph = strstr(ev, " phase=");
+		if (!strncmp(ev, "svm_phase:", 10) && ph && last >= 0) {
+			ph += 7;
+			ph[strcspn(ph, "\n ")] = 0;
+			for (k = 0; k < n && strcmp(name[k], ph); k++)
+				;
+			if (k == n && n < PHASES)
+				snprintf(name[n++], sizeof(name[0]), "%s", ph);
+			if (k < n)
+				sum[k] += t - last;
+		}
+		last = t;
+	}
 	fclose(f);
-	return 0;
+	for (int k = 0; k < n; k++)
+		result("profile", name[k], sum[k] / NPAGES, "us/page");
+	return n ? 0 : 1;
 }
 
 /*

@@ -27,6 +27,20 @@ enum drm_svm_revoke_cause {
 	DRM_SVM_REVOKE_OTHER,
 	DRM_SVM_REVOKE_COUNT,
 };
+
+/*
+ * The phases of a fault whose ends svm_phase marks: the values of the Rust
+ * kernel::drm::svm's Phase.
+ */
+enum drm_svm_phase {
+	DRM_SVM_PHASE_ENTRY,
+	DRM_SVM_PHASE_PREPARE,
+	DRM_SVM_PHASE_READ_BEGIN,
+	DRM_SVM_PHASE_MMAP_LOCK,
+	DRM_SVM_PHASE_MAKE_EXCLUSIVE,
+	DRM_SVM_PHASE_COMMIT,
+	DRM_SVM_PHASE_RELEASE,
+};
 #endif
 
 /* Export the values to user space, for tools that parse the format. */
@@ -38,6 +52,13 @@ TRACE_DEFINE_ENUM(DRM_SVM_REVOKE_FORK);
 TRACE_DEFINE_ENUM(DRM_SVM_REVOKE_MIGRATION);
 TRACE_DEFINE_ENUM(DRM_SVM_REVOKE_EXIT);
 TRACE_DEFINE_ENUM(DRM_SVM_REVOKE_OTHER);
+TRACE_DEFINE_ENUM(DRM_SVM_PHASE_ENTRY);
+TRACE_DEFINE_ENUM(DRM_SVM_PHASE_PREPARE);
+TRACE_DEFINE_ENUM(DRM_SVM_PHASE_READ_BEGIN);
+TRACE_DEFINE_ENUM(DRM_SVM_PHASE_MMAP_LOCK);
+TRACE_DEFINE_ENUM(DRM_SVM_PHASE_MAKE_EXCLUSIVE);
+TRACE_DEFINE_ENUM(DRM_SVM_PHASE_COMMIT);
+TRACE_DEFINE_ENUM(DRM_SVM_PHASE_RELEASE);
 
 TRACE_EVENT(svm_fault_begin,
 	    TP_PROTO(unsigned long owner, unsigned long addr, unsigned long npages),
@@ -88,6 +109,48 @@ DEFINE_EVENT(svm_page, svm_retry,
 DEFINE_EVENT(svm_page, svm_timeout,
 	     TP_PROTO(unsigned long owner, unsigned long addr),
 	     TP_ARGS(owner, addr)
+);
+
+/*
+ * The end of a phase of a page's grant: the time since the task's previous
+ * drm_svm event (svm_fault_begin, or the phase before) is the phase's.
+ */
+TRACE_EVENT(svm_phase,
+	    TP_PROTO(unsigned long owner, unsigned long addr, int phase),
+	    TP_ARGS(owner, addr, phase),
+	    TP_STRUCT__entry(__field(unsigned long, owner)
+			     __field(unsigned long, addr)
+			     __field(int, phase)),
+	    TP_fast_assign(__entry->owner = owner;
+			   __entry->addr = addr;
+			   __entry->phase = phase;),
+	    TP_printk("owner=%p addr=%lx phase=%s", (void *)__entry->owner,
+		      __entry->addr,
+		      __print_symbolic(__entry->phase,
+				       { DRM_SVM_PHASE_ENTRY, "entry" },
+				       { DRM_SVM_PHASE_PREPARE, "prepare" },
+				       { DRM_SVM_PHASE_READ_BEGIN, "read_begin" },
+				       { DRM_SVM_PHASE_MMAP_LOCK, "mmap_lock" },
+				       { DRM_SVM_PHASE_MAKE_EXCLUSIVE, "make_device_exclusive" },
+				       { DRM_SVM_PHASE_COMMIT, "commit" },
+				       { DRM_SVM_PHASE_RELEASE, "release" }))
+);
+
+/*
+ * A non-blockable invalidation of [start, end) refused: the page-table lock
+ * was held, or the driver could not unmap without waiting.
+ */
+TRACE_EVENT(svm_busy,
+	    TP_PROTO(unsigned long owner, unsigned long start, unsigned long end),
+	    TP_ARGS(owner, start, end),
+	    TP_STRUCT__entry(__field(unsigned long, owner)
+			     __field(unsigned long, start)
+			     __field(unsigned long, end)),
+	    TP_fast_assign(__entry->owner = owner;
+			   __entry->start = start;
+			   __entry->end = end;),
+	    TP_printk("owner=%p start=%lx end=%lx", (void *)__entry->owner,
+		      __entry->start, __entry->end)
 );
 
 TRACE_EVENT(svm_revoke,

@@ -27,9 +27,10 @@
 //! chunks have lost their grants (or when the driver calls [`SvmContext::trim`]); it bounds
 //! the retries of a fault with a deadline (`EBUSY`) and stops on a fatal signal (`EINTR`); it
 //! marks granted folios dirty, since device-exclusive entries look clean to the core mm; it
-//! counts what happens inside its faults ([`Stats`]: grants, retries, own events) and tells the
-//! driver why each grant goes ([`Unmap::cause`]); and it can give a device's grants in a chunk
-//! a minimum residency against other devices ([`Residency`]), so that devices contending for
+//! tells the driver what each fault did ([`Faulted`]: grants, retries, waits) and why each
+//! grant goes ([`Unmap::cause`]), for the driver's own counters (the backend keeps none), and
+//! shows both in tracepoints (`drm_svm:*`); and it can give a device's grants in a chunk a
+//! minimum residency against other devices ([`Residency`]), so that devices contending for
 //! one page or sweeping one buffer take turns and all make progress. It can also grant pages
 //! ahead of a sequential stream of faults, within their chunk, like readahead
 //! ([`Config::fault_around`]).
@@ -170,7 +171,7 @@ mod grants;
 mod notifier;
 mod page;
 mod residency;
-pub mod stats;
+mod stats;
 mod trace;
 mod unmap;
 
@@ -181,10 +182,9 @@ pub use context::{
 pub use page::AtomicPage;
 pub use residency::Residency;
 pub use stats::{
-    Phase,
-    RevokeCause,
-    Snapshot,
-    Stats, //
+    FaultError,
+    Faulted,
+    RevokeCause, //
 };
 pub use unmap::{
     Refused,
@@ -286,11 +286,6 @@ pub struct Config {
     /// behaviour, grants only what was asked for. A page ahead is granted only if that needs
     /// no wait and no retry; failing to grant it does not fail the fault.
     pub fault_around: usize,
-    /// Counters that also count everything this context counts (see [`Stats::new_shared`]).
-    pub device_stats: Option<Arc<Stats>>,
-    /// Time the phases of each grant ([`Stats`] `phase_ns`), for profiling; costs a clock
-    /// read per phase.
-    pub profile: bool,
 }
 
 impl Config {
@@ -305,8 +300,6 @@ impl Config {
             notifiers: NotifierMode::LongLived,
             residency: None,
             fault_around: 0,
-            device_stats: None,
-            profile: false,
         }
     }
 }

@@ -18,10 +18,10 @@
 //!   once for the loop;
 //! - `backend`, `backend_batch`: a fresh [`SvmContext`] granting the pages one fault each, or
 //!   in one fault;
-//! - `profile`: `backend` with the context's phase timing on.
 //!
-//! Reading gives the last result of each in ns per page. The writer gives the pages back to
-//! the CPU (touches them) between runs.
+//! Reading gives the last result of each in ns per page. Where a backend fault's time goes is
+//! what the `drm_svm:svm_phase` tracepoint shows, enabled around a `backend` run. The writer
+//! gives the pages back to the CPU (touches them) between runs.
 
 use core::fmt;
 use kernel::{
@@ -36,7 +36,6 @@ use kernel::{
     },
     drm::svm::{
         Config,
-        Phase,
         Residency,
         SvmContext, //
     },
@@ -87,8 +86,6 @@ pub(crate) struct Bench {
     /// The devices' residency policy (`residency_us=`), which the backend's contexts share.
     residency: Option<Arc<Residency>>,
     ns: [Atomic<u64>; NAMES.len()],
-    /// Per-page time of each phase of the last `profile` run.
-    phase_ns: [Atomic<u64>; Phase::COUNT],
 }
 
 /// The floor's notifier: what any driver's callback must do at least.
@@ -165,7 +162,6 @@ impl Bench {
             dma,
             residency,
             ns: [const { Atomic::new(0) }; NAMES.len()],
-            phase_ns: [const { Atomic::new(0) }; Phase::COUNT],
         }
     }
 
@@ -173,10 +169,6 @@ impl Bench {
     pub(crate) fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (name, ns) in NAMES.iter().zip(&self.ns) {
             writeln!(f, "{name}_ns_per_page: {}", ns.load(Relaxed))?;
-        }
-        for (i, phase) in Phase::ALL.iter().enumerate() {
-            let ns = self.phase_ns[i].load(Relaxed);
-            writeln!(f, "phase_{}_ns_per_page: {ns}", phase.name())?;
         }
         Ok(())
     }
@@ -203,9 +195,9 @@ impl Bench {
             "bare" => Self::bare(mm, owner, addr, npages)?,
             "floor" => self.floor(mm, owner, addr, npages, false)?,
             "floor_batch" => self.floor(mm, owner, addr, npages, true)?,
-            "backend" | "profile" => self.backend(mm, owner, addr, npages, what == "profile")?,
+            "backend" => self.backend(mm, owner, addr, npages)?,
             "backend_batch" => {
-                let ctx = self.context(mm, owner, false)?;
+                let ctx = self.context(mm, owner)?;
                 let start = Instant::<Monotonic>::now();
                 ctx.atomic_fault(addr, npages)?;
                 start.elapsed().as_nanos() as u64
@@ -305,38 +297,18 @@ impl Bench {
         Ok(ns)
     }
 
-    /// Time of single-page faults of a fresh context (with its phases, for `profile`).
-    fn backend(
-        &self,
-        mm: &MmWithUser,
-        owner: Owner,
-        addr: usize,
-        npages: usize,
-        profile: bool,
-    ) -> Result<u64> {
-        let ctx = self.context(mm, owner, profile)?;
+    /// Time of single-page faults of a fresh context.
+    fn backend(&self, mm: &MmWithUser, owner: Owner, addr: usize, npages: usize) -> Result<u64> {
+        let ctx = self.context(mm, owner)?;
         let start = Instant::<Monotonic>::now();
         for i in 0..npages {
             ctx.atomic_fault(addr + i * PAGE_SIZE, 1)?;
         }
-        let ns = start.elapsed().as_nanos() as u64;
-        if profile {
-            let phases = ctx.stats().snapshot().phase_ns;
-            for (slot, total) in self.phase_ns.iter().zip(phases) {
-                slot.store(total / npages as u64, Relaxed);
-            }
-        }
-        Ok(ns)
+        Ok(start.elapsed().as_nanos() as u64)
     }
 
-    fn context(
-        &self,
-        mm: &MmWithUser,
-        owner: Owner,
-        profile: bool,
-    ) -> Result<Pin<KBox<SvmContext<PageTable>>>> {
+    fn context(&self, mm: &MmWithUser, owner: Owner) -> Result<Pin<KBox<SvmContext<PageTable>>>> {
         let mut config = Config::new(owner);
-        config.profile = profile;
         config.residency = self.residency.clone();
         KBox::pin_init(
             SvmContext::<PageTable>::new(mm, PageTable::new(self.dma), config),

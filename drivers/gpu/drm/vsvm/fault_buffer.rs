@@ -14,7 +14,11 @@
 
 use crate::{
     pt::PageTable,
-    stats::DeviceStats, //
+    stats::{
+        counted,
+        DeviceStats,
+        FileStats, //
+    },
 };
 use kernel::{
     drm::svm::SvmContext,
@@ -53,6 +57,9 @@ const PENDING: i32 = 1;
 /// One fault record.
 struct Record {
     ctx: Arc<Context>,
+    /// The counters of the file `ctx` belongs to, as a driver finds its VM's from a record's
+    /// address space number.
+    file: Arc<FileStats>,
     /// The faulting page.
     addr: usize,
     /// [`PENDING`], then 0 (replay) or `-errno`, set by the worker.
@@ -116,7 +123,12 @@ impl FaultBuffer {
     /// misses faults again.
     ///
     /// May sleep, for room in the buffer and for the worker.
-    pub(crate) fn fault(self: &Arc<Self>, ctx: &Arc<Context>, pages: &[usize]) -> Result {
+    pub(crate) fn fault(
+        self: &Arc<Self>,
+        ctx: &Arc<Context>,
+        file: &Arc<FileStats>,
+        pages: &[usize],
+    ) -> Result {
         let mut outcomes = KVec::with_capacity(pages.len(), GFP_KERNEL)?;
         for _ in pages {
             outcomes.push(Arc::new(Atomic::new(PENDING), GFP_KERNEL)?, GFP_KERNEL)?;
@@ -131,6 +143,7 @@ impl FaultBuffer {
             }
             let record = Record {
                 ctx: ctx.clone(),
+                file: file.clone(),
                 addr,
                 outcome: outcome.clone(),
             };
@@ -182,13 +195,14 @@ impl FaultBuffer {
             }
             let npages = (end - start) / PAGE_SIZE;
             self.stats.fault_ranges.fetch_add(1, Relaxed);
-            let range = ctx.atomic_fault(start, npages);
+            let file = &batch[i].file;
+            let range = counted(ctx.atomic_fault(start, npages), file, &self.stats);
             for r in &batch[i..j] {
                 let result = match range {
                     Err(_) if npages > 1 => {
                         // Which page failed is not known: each record gets its page's own
                         // outcome (pages granted meanwhile are skipped at once).
-                        ctx.atomic_fault(r.addr, 1)
+                        counted(ctx.atomic_fault(r.addr, 1), file, &self.stats)
                     }
                     result => result,
                 };

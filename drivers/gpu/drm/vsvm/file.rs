@@ -7,6 +7,8 @@ use kernel::{
         self,
         svm::{
             Config,
+            FaultError,
+            Faulted,
             NotifierMode,
             RevokeCause,
             SvmContext, //
@@ -42,6 +44,7 @@ use crate::{
     pt::PageTable,
     stats::{
         count_fault,
+        counted,
         FileStats, //
     },
     submit::Jobs,
@@ -87,7 +90,6 @@ impl drm::file::DriverFile for File {
         let data = &**dev;
         let mut config = Config::new(Owner::from_ptr(data));
         config.residency = data.residency.clone();
-        config.device_stats = Some(data.stats.svm.clone());
         // Checked at module load: at most 511.
         config.fault_around = crate::module_parameters::fault_around.value() as usize;
         if crate::module_parameters::per_fault_notifiers.value() {
@@ -158,14 +160,17 @@ impl File {
         }
     }
 
-    /// Runs a fault, `fault`, counted in the file's and the device's statistics: they
-    /// are the driver's, as the backend keeps only what happens inside a fault.
+    /// Runs a backend fault, `fault`, counted in the file's and the device's statistics: they
+    /// are the driver's, as the backend keeps none.
     fn fault(
         dev: &VsvmDevice<Registered>,
         file: &drm::File<File>,
-        fault: impl FnOnce() -> Result,
+        fault: impl FnOnce() -> Result<Faulted, FaultError>,
     ) -> Result {
-        count_fault(&file.inner().stats.faults, &dev.stats, fault)
+        let stats = &file.inner().stats;
+        count_fault(&stats.faults, &dev.stats, || {
+            counted(fault(), stats, &dev.stats)
+        })
     }
 
     /// Checks that a 32-bit operation's 64-bit operand fields have their upper half clear.
@@ -323,15 +328,15 @@ impl File {
             return Err(EINVAL);
         }
         let ctx = Self::ctx(file)?;
-        let s = ctx.stats().snapshot();
+        let stats = &file.inner().stats;
         // Every field but the flags is output, reserved ones included: all are written.
         *req = uapi::drm_vsvm_stats::default();
         req.ops = file.inner().stats.ops.load(Relaxed);
         req.faults = file.inner().stats.faults.calls();
-        req.pages_granted = s.pages_granted;
-        req.retries = s.retries;
+        req.pages_granted = stats.done.granted.load(Relaxed);
+        req.retries = stats.done.retries.load(Relaxed);
         req.timeouts = file.inner().stats.faults.timeouts();
-        req.residency_waits = s.residency_waits;
+        req.residency_waits = stats.done.residency_waits.load(Relaxed);
         req.notifiers = ctx.chunk_count() as u64;
         req.device = file.inner().device;
         req.causes = uapi::DRM_VSVM_REVOKE_COUNT;

@@ -326,7 +326,11 @@ impl Job {
                 // accesses of many threads at once; the job stalls until the fault worker has
                 // serviced them, then the access replays.
                 let wave = self.wave(index, i);
-                let fault = || engines.faults.fault(&self.ctx, &wave.pages[..wave.len]);
+                let fault = || {
+                    engines
+                        .faults
+                        .fault(&self.ctx, &self.file, &wave.pages[..wave.len])
+                };
                 if let Err(e) = count_fault(&self.file.faults, &engines.stats, fault) {
                     out.error = e.to_errno();
                     return out;

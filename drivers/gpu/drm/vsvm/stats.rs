@@ -6,7 +6,8 @@ use crate::engine::MAX_ENGINES;
 use core::fmt;
 use kernel::{
     drm::svm::{
-        self,
+        FaultError,
+        Faulted,
         RevokeCause, //
     },
     prelude::*,
@@ -96,12 +97,71 @@ impl Faults {
     }
 }
 
+/// What the backend's faults did ([`Faulted`]), added up.
+pub(crate) struct FaultCounts {
+    /// Pages granted, those granted ahead included.
+    pub(crate) granted: Atomic<u64>,
+    /// Pages granted ahead (fault-around).
+    pub(crate) ahead: Atomic<u64>,
+    /// Pages asked for that the device held already.
+    pub(crate) already_mapped: Atomic<u64>,
+    /// Grants thrown away because an invalidation collided with them.
+    pub(crate) retries: Atomic<u64>,
+    /// Pages that waited for another device's turn.
+    pub(crate) residency_waits: Atomic<u64>,
+    /// Chunk notifiers the backend inserted.
+    pub(crate) notifiers_inserted: Atomic<u64>,
+}
+
+impl FaultCounts {
+    pub(crate) const fn new() -> Self {
+        Self {
+            granted: Atomic::new(0),
+            ahead: Atomic::new(0),
+            already_mapped: Atomic::new(0),
+            retries: Atomic::new(0),
+            residency_waits: Atomic::new(0),
+            notifiers_inserted: Atomic::new(0),
+        }
+    }
+
+    fn add(&self, done: &Faulted) {
+        for (counter, n) in [
+            (&self.granted, done.granted),
+            (&self.ahead, done.ahead),
+            (&self.already_mapped, done.already_mapped),
+            (&self.retries, done.retries),
+            (&self.residency_waits, done.residency_waits),
+            (&self.notifiers_inserted, done.notifiers_inserted),
+        ] {
+            // Most faults leave most counters alone: no write for those.
+            if n != 0 {
+                counter.fetch_add(n as u64, Relaxed);
+            }
+        }
+    }
+
+    /// The counters with the names debugfs shows them by.
+    fn named(&self) -> [(&'static str, u64); 6] {
+        [
+            ("pages_granted", self.granted.load(Relaxed)),
+            ("pages_ahead", self.ahead.load(Relaxed)),
+            ("pages_already_mapped", self.already_mapped.load(Relaxed)),
+            ("retries", self.retries.load(Relaxed)),
+            ("residency_waits", self.residency_waits.load(Relaxed)),
+            ("notifiers_inserted", self.notifiers_inserted.load(Relaxed)),
+        ]
+    }
+}
+
 /// The counters of one open file, shared with its jobs.
 pub(crate) struct FileStats {
     /// Atomic operations performed.
     pub(crate) ops: Atomic<u64>,
     /// Its calls of `atomic_fault()`.
     pub(crate) faults: Faults,
+    /// What the backend's faults of its context did, the fault worker's included.
+    pub(crate) done: FaultCounts,
 }
 
 impl FileStats {
@@ -110,13 +170,31 @@ impl FileStats {
             Self {
                 ops: Atomic::new(0),
                 faults: Faults::new(),
+                done: FaultCounts::new(),
             },
             GFP_KERNEL_ACCOUNT,
         )?)
     }
 }
 
-/// Runs `atomic_fault()`, `fault`, and counts it in `file` and in the device's totals.
+/// Counts what a backend fault did (also one that failed) in `file` and in the device's totals,
+/// and returns its result.
+pub(crate) fn counted(
+    ret: Result<Faulted, FaultError>,
+    file: &FileStats,
+    device: &DeviceStats,
+) -> Result {
+    let (ret, done) = match ret {
+        Ok(done) => (Ok(()), done),
+        Err(e) => (Err(e.error), e.done),
+    };
+    file.done.add(&done);
+    device.done.add(&done);
+    ret
+}
+
+/// Runs a fault, `fault`, and counts its call and how it ended in `file` and in the device's
+/// totals.
 pub(crate) fn count_fault(
     file: &Faults,
     device: &DeviceStats,
@@ -137,8 +215,8 @@ pub(crate) fn count_fault(
 
 /// What a device did, over all the files ever opened on it.
 pub(crate) struct DeviceStats {
-    /// The backend's counters of all the device's contexts.
-    pub(crate) svm: Arc<svm::Stats>,
+    /// What the backend's faults of all the device's contexts did.
+    pub(crate) done: FaultCounts,
     /// The revocations of all the device's page tables.
     pub(crate) revocations: Revocations,
     /// Entries the revocations removed.
@@ -179,7 +257,7 @@ impl DeviceStats {
     pub(crate) fn new(engines: u32) -> Result<Arc<Self>> {
         Ok(Arc::new(
             Self {
-                svm: svm::Stats::new_shared()?,
+                done: FaultCounts::new(),
                 revocations: Revocations::new(),
                 pages_revoked: Atomic::new(0),
                 faults: Faults::new(),
@@ -208,13 +286,12 @@ pub(crate) struct StatsFile(pub(crate) Arc<DeviceStats>);
 
 impl fmt::Debug for StatsFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.0.svm.snapshot();
         let faults = &self.0.faults;
         writeln!(f, "ops: {}", self.0.ops.load(Relaxed))?;
         writeln!(f, "faults: {}", faults.calls())?;
         writeln!(f, "timeouts: {}", faults.timeouts())?;
         writeln!(f, "errors: {}", faults.errors.load(Relaxed))?;
-        for (name, n) in s.counters() {
+        for (name, n) in self.0.done.named() {
             writeln!(f, "{name}: {n}")?;
         }
         writeln!(f, "fault_records: {}", self.0.fault_records.load(Relaxed))?;

@@ -4,10 +4,7 @@
 
 use super::{
     charge::RemoteCharge,
-    fault::{
-        Fault,
-        Profiler, //
-    },
+    fault::Fault,
     fault_around::Stream,
     grants::{
         ChunkSlots,
@@ -22,8 +19,9 @@ use super::{
     unmap::Unmap,
     Config,
     DriverSvm,
-    Residency,
-    Stats, //
+    FaultError,
+    Faulted,
+    Residency, //
 };
 use crate::{
     mm::{
@@ -161,7 +159,6 @@ pub(super) struct Shared<T: DriverSvm> {
     pub(super) trim_due: Atomic<bool>,
     #[pin]
     pub(super) state: Mutex<State<T>>,
-    pub(super) stats: Stats,
 }
 
 impl<T: DriverSvm> Shared<T> {
@@ -218,7 +215,6 @@ impl<T: DriverSvm> SvmContext<T> {
     /// Creates a context for `mm` (usually the opener's) with the device page table `pt`.
     pub fn new(mm: &MmWithUser, pt: T, config: Config) -> impl PinInit<Self, Error> {
         let (owner, residency) = (config.owner, config.residency.clone());
-        let device_stats = config.device_stats.clone();
         let [pt_class, chunks_class, fault_class] = lock_classes();
         let shared = Arc::pin_init(
             try_pin_init!(Shared {
@@ -240,7 +236,6 @@ impl<T: DriverSvm> SvmContext<T> {
                     pt_class.0,
                     pt_class.1,
                 ),
-                stats: Stats::new(device_stats),
             }? Error),
             GFP_KERNEL_ACCOUNT,
         );
@@ -260,11 +255,6 @@ impl<T: DriverSvm> SvmContext<T> {
             chunks <- Mutex::new(RBTree::new(), chunks_class.0, chunks_class.1),
             fault_lock <- Mutex::new(Stream::new(), fault_class.0, fault_class.1),
         }? Error)
-    }
-
-    /// The statistics of this context.
-    pub fn stats(&self) -> &Stats {
-        &self.shared.stats
     }
 
     /// The tunables this context was created with.
@@ -294,8 +284,10 @@ impl<T: DriverSvm> SvmContext<T> {
     ///
     /// With [`Config::fault_around`], the fault may also grant pages after those asked for.
     ///
+    /// Returns what the fault did, for the driver's counters, also with its error.
+    ///
     /// May sleep.
-    pub fn atomic_fault(&self, addr: usize, npages: usize) -> Result {
+    pub fn atomic_fault(&self, addr: usize, npages: usize) -> Result<Faulted, FaultError> {
         self.grant(addr, npages, true)
     }
 
@@ -304,19 +296,21 @@ impl<T: DriverSvm> SvmContext<T> {
     /// explicit prefetch, whose range user space chose.
     ///
     /// May sleep.
-    pub fn prefetch(&self, addr: usize, npages: usize) -> Result {
+    pub fn prefetch(&self, addr: usize, npages: usize) -> Result<Faulted, FaultError> {
         self.grant(addr, npages, false)
     }
 
-    fn grant(&self, addr: usize, npages: usize, around: bool) -> Result {
+    fn grant(&self, addr: usize, npages: usize, around: bool) -> Result<Faulted, FaultError> {
+        let failed = |error| FaultError {
+            error,
+            done: Faulted::default(),
+        };
         if addr % PAGE_SIZE != 0 || npages == 0 {
-            return Err(EINVAL);
+            return Err(failed(EINVAL));
         }
         // The last page may be the last of the address space (an error later, not here).
-        let len = npages.checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
-        addr.checked_add(len - 1).ok_or(EINVAL)?;
-        let stats = &self.shared.stats;
-        let prof = Profiler::new(stats, self.config.profile.then(Instant::<Monotonic>::now));
+        let len = npages.checked_mul(PAGE_SIZE).ok_or(failed(EINVAL))?;
+        addr.checked_add(len - 1).ok_or(failed(EINVAL))?;
         trace::fault_begin(self.shared.owner, addr, npages);
         let current = crate::current!();
         let (owned, _charge);
@@ -326,12 +320,12 @@ impl<T: DriverSvm> SvmContext<T> {
             _ => {
                 // Another task (a driver's fault worker): what the fault allocates is the
                 // process's, as from its own ioctl.
-                owned = self.mm.mmget_not_zero().ok_or(ESRCH)?;
+                owned = self.mm.mmget_not_zero().ok_or(failed(ESRCH))?;
                 _charge = RemoteCharge::new(&owned);
                 &*owned
             }
         };
-        let mut fault = Fault::new(self, mm, prof);
+        let mut fault = Fault::new(self, mm);
         let began = Instant::<Monotonic>::now();
         // Where fault-around would begin; `None` without it, or at the top of the address
         // space.
@@ -383,20 +377,23 @@ impl<T: DriverSvm> SvmContext<T> {
                     ahead += 1;
                 }
                 fault.stream().ended(end, ahead);
-                stats.granted_ahead(granted_ahead);
+                fault.done.ahead = granted_ahead;
             }
             (Some(_), Err(_)) => fault.stream().reset(),
             // A prefetch, or no fault-around: the stream stays as it was.
             (None, _) => {}
         }
-        granted += granted_ahead;
+        let done = Faulted {
+            granted: granted + granted_ahead,
+            ..fault.done
+        };
         // Lets go of the mmap lock, the chunk and the fault lock, in that order; the trimming
         // below removes notifiers, which waits for the mm's invalidations.
         drop(fault);
-        stats.granted(granted);
         trace::fault_end(self.shared.owner, addr, &ret);
         self.trim_emptied();
-        ret
+        ret.map(|()| done)
+            .map_err(|error| FaultError { error, done })
     }
 
     /// Runs `f` with the device's page table and the kernel mapping of the page at `addr`, if
@@ -582,7 +579,6 @@ impl<T: DriverSvm> SvmContext<T> {
             ),
             GFP_KERNEL_ACCOUNT,
         )?;
-        self.shared.stats.notifier_inserted();
         let unused = self.shared.state.lock().grants.add_chunk(slots);
         drop(unused);
         chunks.insert(reservation.into_node(index, chunk.clone()));
@@ -691,7 +687,7 @@ pub(super) struct ChunkUse<'a, T: DriverSvm> {
     pub(super) index: usize,
     pub(super) chunk: Arc<ChunkNotifier<T>>,
     /// Whether this fault created the chunk.
-    created: bool,
+    pub(super) created: bool,
 }
 
 impl<'a, T: DriverSvm> ChunkUse<'a, T> {

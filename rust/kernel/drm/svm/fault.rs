@@ -16,11 +16,11 @@ use super::{
         Chunk,
         CHUNK_SIZE, //
     },
+    stats::Phase,
     trace,
     DriverSvm,
+    Faulted,
     NotifierMode,
-    Phase,
-    Stats,
     SvmContext, //
 };
 use crate::{
@@ -74,13 +74,14 @@ pub(super) struct Fault<'a, T: DriverSvm> {
     generation: usize,
     /// The deadline of the page being granted.
     deadline: Deadline,
-    prof: Profiler<'a>,
+    /// What the fault did so far.
+    pub(super) done: Faulted,
 }
 
 impl<'a, T: DriverSvm> Fault<'a, T> {
     /// Begins a fault of `ctx` in `mm`, which the caller keeps alive: takes the context's fault
     /// lock.
-    pub(super) fn new(ctx: &'a SvmContext<T>, mm: &'a MmWithUser, prof: Profiler<'a>) -> Self {
+    pub(super) fn new(ctx: &'a SvmContext<T>, mm: &'a MmWithUser) -> Self {
         let serial = ctx.fault_lock.lock();
         Self {
             chunk: None,
@@ -91,7 +92,7 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
             // Compared under the page-table lock when each page is committed.
             generation: ctx.shared.generation(),
             deadline: Deadline::new(ctx.config.timeout),
-            prof,
+            done: Faulted::default(),
         }
     }
 
@@ -112,7 +113,9 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
             previous => {
                 // Ending the use of the previous chunk may remove its notifier, which sleeps.
                 drop(previous);
-                self.ctx.chunk(self.mm, addr)?
+                let chunk = self.ctx.chunk(self.mm, addr)?;
+                self.done.notifiers_inserted += usize::from(chunk.created);
+                chunk
             }
         };
         let ret = self.grant_page(&chunk.chunk, addr, next, ahead);
@@ -151,7 +154,7 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
         let mut attempt = 0u32;
         let mut kept = None;
         loop {
-            self.prof.mark(Phase::Entry);
+            trace::phase(shared.owner, addr, Phase::Entry);
             if fatal_signal_pending() {
                 // Kept for the next fault when this one is dropped.
                 self.ahead = seen.map(|seen| (addr, seen));
@@ -163,7 +166,7 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
             let Some(pte) = self.prepare(addr, seen.take(), kept.take())? else {
                 return Ok(false);
             };
-            self.prof.mark(Phase::Prepare);
+            trace::phase(shared.owner, addr, Phase::Prepare);
             let begun = match self.begin(chunk, addr, ahead) {
                 Ok(begun) => begun,
                 Err(e) => {
@@ -171,7 +174,7 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
                     return Err(e);
                 }
             };
-            self.prof.mark(Phase::ReadBegin);
+            trace::phase(shared.owner, addr, Phase::ReadBegin);
             let result = self.try_grant(chunk, &begun, addr, next, pte);
             drop(begun);
             match result? {
@@ -185,7 +188,7 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
                 }
                 Attempt::Retry(pte) => {
                     kept = Some(pte);
-                    shared.stats.retry();
+                    self.done.retries += 1;
                     trace::retry(shared.owner, addr);
                     self.deadline.start();
                     attempt += 1;
@@ -197,7 +200,7 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
             residency.record(shared.mm_key, addr / CHUNK_SIZE, shared.owner_key(), ahead);
         }
         trace::grant(shared.owner, addr);
-        self.prof.mark(Phase::Release);
+        trace::phase(shared.owner, addr, Phase::Release);
         Ok(true)
     }
 
@@ -205,12 +208,13 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
     /// page's commit looked), takes the allocation [`DriverSvm::map_atomic`] may need: the
     /// previous attempt's, the one the last grant left, or a new one.
     fn prepare(
-        &self,
+        &mut self,
         addr: usize,
         seen: Option<Seen<T>>,
         kept: Option<T::PteAlloc>,
     ) -> Result<Option<T::PteAlloc>> {
-        let shared = &self.ctx.shared;
+        let ctx = self.ctx;
+        let shared = &ctx.shared;
         let seen = match seen {
             // Seen by the previous page's commit, which checked for cancellation.
             Some(seen) => seen,
@@ -227,7 +231,7 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
             (Seen::Held, _) => {
                 // Counted when the page's turn comes, not when the previous page's commit
                 // looked at it (a page fault-around then does not take).
-                shared.stats.already_mapped();
+                self.done.already_mapped += 1;
                 return Ok(None);
             }
             (_, Some(kept)) => return Ok(Some(kept)),
@@ -277,7 +281,7 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
                     return Err(EINTR);
                 }
                 if !waited {
-                    shared.stats.residency_wait();
+                    self.done.residency_waits += 1;
                     waited = true;
                 }
                 fsleep(if left < budget { left } else { budget });
@@ -308,12 +312,12 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
         let ctx = self.ctx;
         let shared = &ctx.shared;
         let guard = self.mm.mmap_read_lock();
-        self.prof.mark(Phase::MmapLock);
+        trace::phase(shared.owner, addr, Phase::MmapLock);
         let grant = {
             let _in_progress = GrantInProgress::enter(&shared.granting_task);
             guard.make_device_exclusive(addr, shared.owner)?
         };
-        self.prof.mark(Phase::MakeExclusive);
+        trace::phase(shared.owner, addr, Phase::MakeExclusive);
         let mut state = shared.state.lock();
         // Every invalidation of the notifier's range publishes its sequence but the fault's own,
         // so `read_retry()` is also true for one of another page of the chunk, which cannot
@@ -330,7 +334,7 @@ impl<'a, T: DriverSvm> Fault<'a, T> {
                 Attempt::Granted(next)
             })
         };
-        self.prof.mark(Phase::Commit);
+        trace::phase(shared.owner, addr, Phase::Commit);
         // The page-table lock before the folio lock, and that before the mmap lock: lock order.
         drop(state);
         drop(grant);
@@ -489,27 +493,6 @@ impl Deadline {
     /// Time left, starting the deadline.
     fn remaining(&mut self) -> Delta {
         self.timeout - self.started.get_or_insert_with(Instant::now).elapsed()
-    }
-}
-
-/// Times the phases of a fault into [`Stats`] when the context profiles; a no-op otherwise.
-pub(super) struct Profiler<'a> {
-    stats: &'a Stats,
-    last: Option<Instant<Monotonic>>,
-}
-
-impl<'a> Profiler<'a> {
-    pub(super) fn new(stats: &'a Stats, start: Option<Instant<Monotonic>>) -> Self {
-        Self { stats, last: start }
-    }
-
-    /// Ends `phase` now.
-    fn mark(&mut self, phase: Phase) {
-        if let Some(last) = self.last {
-            let now = Instant::<Monotonic>::now();
-            self.stats.phase(phase, (now - last).as_nanos() as u64);
-            self.last = Some(now);
-        }
     }
 }
 

@@ -75,7 +75,6 @@ impl<T: DriverSvm> MmuIntervalNotifierOps for Chunk<T> {
         // here, before any lock, so that it does not depend on the order in which notifiers
         // are called or on the page-table lock.
         if event == Event::Exclusive && range.owner() == Some(shared.owner) {
-            shared.stats.own_event();
             // SAFETY: The context's faults, serialised by its fault lock, are the only readers
             // of its notifiers. An exclusive conversion for our owner (ours, or another
             // context's of the same device) only replaces a present PTE it has just checked
@@ -93,7 +92,7 @@ impl<T: DriverSvm> MmuIntervalNotifierOps for Chunk<T> {
                 Some(guard) => guard,
                 None => {
                     // Nothing changes, and the core gives the operation up.
-                    shared.stats.busy();
+                    trace::busy(shared.owner, range.start(), range.end());
                     return seq.refuse();
                 }
             }
@@ -111,7 +110,7 @@ impl<T: DriverSvm> MmuIntervalNotifierOps for Chunk<T> {
             if state.pt.unmap(&unmap).is_err() {
                 // Refused (only a non-blockable range can be: `Unmap::refuse()`): nothing
                 // changed, and the core gives the operation up.
-                shared.stats.busy();
+                trace::busy(shared.owner, start, end);
                 return seq.refuse();
             }
             // A chunk this empties is flagged, for a later fault to remove its notifier (this
@@ -121,7 +120,6 @@ impl<T: DriverSvm> MmuIntervalNotifierOps for Chunk<T> {
             trace::revoke(shared.owner, start, end, cause, removed);
         }
         if own_task {
-            shared.stats.own_invalidation();
             // SAFETY: One reader, the fault (above); this invalidation is its own, made inside
             // `make_device_exclusive()` between its `read_begin()` and `read_retry()`.
             unsafe { seq.reader_own() };

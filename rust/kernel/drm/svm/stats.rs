@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Statistics of an SVM context (what its faults cost), and the causes of revocations that
+//! What a fault did, for the driver's counters, and the causes of revocations that
 //! [`DriverSvm::unmap`](super::DriverSvm::unmap) is told.
 
 use super::granting;
@@ -10,12 +10,7 @@ use crate::{
         Event,
         Owner, //
     },
-    prelude::*,
-    sync::atomic::{
-        Atomic,
-        Relaxed, //
-    },
-    sync::Arc,
+    prelude::*, //
 };
 
 /// Why a device lost atomic access to pages.
@@ -121,170 +116,70 @@ impl RevokeCause {
     }
 }
 
-/// The phases of a fault, for profiling ([`Snapshot::phase_ns`]).
+/// The phases of a fault, which the `svm_phase` tracepoint marks the end of, for profiling.
+///
+/// The values are those of `enum drm_svm_phase` in the tracepoint header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
+#[repr(u32)]
+pub(super) enum Phase {
     /// From the call to the page: arguments, the mm reference, fault lock, chunk notifier
     /// lookup.
-    Entry,
+    Entry = bindings::drm_svm_phase_DRM_SVM_PHASE_ENTRY,
     /// The already-granted check and any allocation for the device PTE.
-    Prepare,
+    Prepare = bindings::drm_svm_phase_DRM_SVM_PHASE_PREPARE,
     /// Waiting for another device's turn on the chunk ([`Residency`]), then
     /// `mmu_interval_read_begin()`.
     ///
     /// [`Residency`]: super::Residency
-    ReadBegin,
+    ReadBegin = bindings::drm_svm_phase_DRM_SVM_PHASE_READ_BEGIN,
     /// Taking the mmap read lock.
-    MmapLock,
+    MmapLock = bindings::drm_svm_phase_DRM_SVM_PHASE_MMAP_LOCK,
     /// `make_device_exclusive()`.
-    MakeExclusive,
+    MakeExclusive = bindings::drm_svm_phase_DRM_SVM_PHASE_MAKE_EXCLUSIVE,
     /// Page-table lock, sequence check, `DriverSvm::map_atomic`, recording the grant, dirtying.
-    Commit,
-    /// Unlocking and releasing the folio, residency and counters.
-    Release,
+    Commit = bindings::drm_svm_phase_DRM_SVM_PHASE_COMMIT,
+    /// Unlocking and releasing the folio, residency.
+    Release = bindings::drm_svm_phase_DRM_SVM_PHASE_RELEASE,
 }
 
-impl Phase {
-    /// Number of phases.
-    pub const COUNT: usize = 7;
-
-    /// All phases in order.
-    pub const ALL: [Phase; Self::COUNT] = [
-        Self::Entry,
-        Self::Prepare,
-        Self::ReadBegin,
-        Self::MmapLock,
-        Self::MakeExclusive,
-        Self::Commit,
-        Self::Release,
-    ];
-
-    /// A short name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Entry => "entry",
-            Self::Prepare => "prepare",
-            Self::ReadBegin => "read_begin",
-            Self::MmapLock => "mmap_lock",
-            Self::MakeExclusive => "make_device_exclusive",
-            Self::Commit => "commit",
-            Self::Release => "release",
-        }
-    }
-}
-
-/// Defines the scalar counters once: the field of [`Stats`] and of [`Snapshot`], its
-/// documentation, and the method that counts one event, if it has one.
-macro_rules! counters {
-    ($($(#[doc = $doc:literal])* $name:ident $(=> $count:ident)?;)*) => {
-        /// Counters of an SVM context, updated without locks.
-        pub struct Stats {
-            $($name: Atomic<u64>,)*
-            phase_ns: [Atomic<u64>; Phase::COUNT],
-            /// Counters that also see every update of these, such as a device's totals over
-            /// all its contexts.
-            parent: Option<Arc<Stats>>,
-        }
-
-        /// A copy of the [`Stats`] of a context at one moment.
-        #[derive(Clone, Copy, Debug, Default)]
-        pub struct Snapshot {
-            $($(#[doc = $doc])* pub $name: u64,)*
-            /// Time spent in each [`Phase`] of granting, if the context profiles.
-            pub phase_ns: [u64; Phase::COUNT],
-        }
-
-        impl Snapshot {
-            /// The scalar counters with their names, in the order they are defined.
-            pub fn counters(&self) -> [(&'static str, u64); [$(stringify!($name)),*].len()] {
-                [$((stringify!($name), self.$name)),*]
-            }
-        }
-
-        impl Stats {
-            pub(crate) const fn new(parent: Option<Arc<Stats>>) -> Self {
-                Self {
-                    $($name: Atomic::new(0),)*
-                    phase_ns: [const { Atomic::new(0) }; Phase::COUNT],
-                    parent,
-                }
-            }
-
-            $($(
-                /// Counts one event; returns this context's count before it.
-                pub(crate) fn $count(&self) -> u64 {
-                    self.bump(|s| &s.$name, 1)
-                }
-            )?)*
-
-            /// Reads all counters (each exactly, the set not atomically).
-            pub fn snapshot(&self) -> Snapshot {
-                Snapshot {
-                    $($name: self.$name.load(Relaxed),)*
-                    phase_ns: core::array::from_fn(|i| self.phase_ns[i].load(Relaxed)),
-                }
-            }
-        }
-    };
-}
-
-counters! {
-    /// Pages made exclusive and mapped (counted at the end of each fault).
-    pages_granted;
-    /// Of those, pages granted ahead of the ones a fault was asked for ([`Config::fault_around`]).
+/// What one fault did: returned by [`SvmContext::atomic_fault`] and [`SvmContext::prefetch`],
+/// and with the error of one that failed ([`FaultError`]), for the driver to count. The
+/// backend keeps no counters of its own; its tracepoints (`drm_svm:*`) show each event.
+///
+/// [`SvmContext::atomic_fault`]: super::SvmContext::atomic_fault
+/// [`SvmContext::prefetch`]: super::SvmContext::prefetch
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faulted {
+    /// Pages made exclusive and mapped, those granted ahead included.
+    pub granted: usize,
+    /// Of those, pages granted ahead of the ones asked for ([`Config::fault_around`]).
     ///
     /// [`Config::fault_around`]: super::Config::fault_around
-    pages_ahead;
-    /// Pages a fault found already mapped with atomic permission.
-    pages_already_mapped => already_mapped;
-    /// Times a grant was thrown away because an invalidation collided with it.
-    retries => retry;
-    /// `MMU_NOTIFY_EXCLUSIVE` events of this device's own grants, ignored before any lock.
-    own_events_ignored => own_event;
-    /// Other invalidations made by a grant in progress itself (faulting the page back from
-    /// another device, splitting a PMD), which therefore did not force a retry.
-    own_invalidations => own_invalidation;
-    /// Non-blockable invalidations refused because the page-table lock was held.
-    nonblocking_busy => busy;
-    /// Faults that waited for another device's minimum residency to end.
-    residency_waits => residency_wait;
+    pub ahead: usize,
+    /// Pages asked for that the device held already.
+    pub already_mapped: usize,
+    /// Grants thrown away because an invalidation collided with them.
+    pub retries: usize,
+    /// Pages whose grant waited for another device's turn ([`Config::residency`]).
+    ///
+    /// [`Config::residency`]: super::Config::residency
+    pub residency_waits: usize,
     /// Chunk notifiers inserted (each one a `mmu_interval_notifier_insert()`).
-    notifiers_inserted => notifier_inserted;
+    pub notifiers_inserted: usize,
 }
 
-impl Stats {
-    /// Counters shared by several contexts, to pass as [`Config::device_stats`]: for example a
-    /// device's totals, for debugfs.
-    ///
-    /// [`Config::device_stats`]: super::Config::device_stats
-    pub fn new_shared() -> Result<Arc<Self>> {
-        Ok(Arc::new(Self::new(None), GFP_KERNEL)?)
-    }
+/// A fault that failed: its error, and what it did before (pages granted before an error stay
+/// granted). Converts into its [`Error`], so that `?` returns that.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultError {
+    /// Why the fault stopped.
+    pub error: Error,
+    /// What it did before it stopped.
+    pub done: Faulted,
+}
 
-    /// Adds `n` to a counter, here and in the parent; returns this context's old value.
-    fn bump(&self, field: impl Fn(&Stats) -> &Atomic<u64>, n: u64) -> u64 {
-        let old = field(self).fetch_add(n, Relaxed);
-        if let Some(parent) = &self.parent {
-            field(parent).fetch_add(n, Relaxed);
-        }
-        old
-    }
-
-    /// Counts `pages` grants, once per fault rather than once per page.
-    pub(crate) fn granted(&self, pages: u64) {
-        if pages != 0 {
-            self.bump(|s| &s.pages_granted, pages);
-        }
-    }
-
-    /// Counts `pages` granted ahead, once per fault.
-    pub(crate) fn granted_ahead(&self, pages: u64) {
-        if pages != 0 {
-            self.bump(|s| &s.pages_ahead, pages);
-        }
-    }
-
-    pub(crate) fn phase(&self, phase: Phase, ns: u64) {
-        self.bump(|s| &s.phase_ns[phase as usize], ns);
+impl From<FaultError> for Error {
+    fn from(e: FaultError) -> Error {
+        e.error
     }
 }

@@ -4,7 +4,10 @@
 //!
 //! C header: [`include/trace/events/drm_svm.h`](srctree/include/trace/events/drm_svm.h)
 
-use super::stats::RevokeCause;
+use super::stats::{
+    Phase,
+    RevokeCause, //
+};
 use crate::{
     ffi::{
         c_int,
@@ -49,6 +52,18 @@ mod raw {
         ///
         /// Always safe: the arguments are plain integers.
         pub(super) unsafe fn svm_timeout(owner: c_ulong, addr: c_ulong);
+        /// A phase of a page's grant ended.
+        ///
+        /// # Safety
+        ///
+        /// Always safe: the arguments are plain integers.
+        pub(super) unsafe fn svm_phase(owner: c_ulong, addr: c_ulong, phase: c_int);
+        /// A non-blockable invalidation of `[start, end)` was refused.
+        ///
+        /// # Safety
+        ///
+        /// Always safe: the arguments are plain integers.
+        pub(super) unsafe fn svm_busy(owner: c_ulong, start: c_ulong, end: c_ulong);
         /// Grants in `[start, end)` were revoked.
         ///
         /// # Safety
@@ -95,6 +110,16 @@ pub(super) fn retry(owner: Owner, addr: usize) {
 pub(super) fn timeout(owner: Owner, addr: usize) {
     // SAFETY: The tracepoint takes plain integers; calling it is always fine.
     unsafe { raw::svm_timeout(key(owner), addr) }
+}
+
+pub(super) fn phase(owner: Owner, addr: usize, phase: Phase) {
+    // SAFETY: The tracepoint takes plain integers; calling it is always fine.
+    unsafe { raw::svm_phase(key(owner), addr, phase as c_int) }
+}
+
+pub(super) fn busy(owner: Owner, start: usize, end: usize) {
+    // SAFETY: The tracepoint takes plain integers; calling it is always fine.
+    unsafe { raw::svm_busy(key(owner), start, end) }
 }
 
 pub(super) fn revoke(owner: Owner, start: usize, end: usize, cause: RevokeCause, pages: u64) {
