@@ -386,8 +386,12 @@ static void device_counts(long *ops, long *granted)
 	if (!f)
 		return;
 	while (fgets(line, sizeof(line), f)) {
-		sscanf(line, "ops: %ld", ops);
-		sscanf(line, "pages_granted: %ld", granted);
+		long n;
+
+		if (sscanf(line, "ops: %ld", &n) == 1)
+			*ops = n;
+		else if (sscanf(line, "pages_granted: %ld", &n) == 1)
+			*granted = n;
 	}
 	fclose(f);
 }
