@@ -199,9 +199,10 @@ def report(r):
     phases = [(v, r.med("profile", v)) for (fig, v) in r.values if fig == "profile"]
     if phases:
         total = sum(t for _, t in phases)
-        out.append("Profile of a single-page backend fault (us per page): " +
-                   ", ".join(f"{v.removesuffix('_ns_per_page')} {t:.2f} ({100 * t / total:.0f}%)"
-                             for v, t in phases) + ".")
+        out.append("Profile of a single-page backend fault (us per page), from the drm_svm:svm_phase "
+                   "tracepoint (each phase also holds the cost of recording its event: the phases add "
+                   f"up to {total:.2f} us, against {r.med('floor', 'backend'):.2f} untraced): " +
+                   ", ".join(f"{v} {t:.2f} ({100 * t / total:.0f}%)" for v, t in phases) + ".")
         out.append("")
     if r.get("async", "atomic"):
         q = r.med("async", "query")
