@@ -135,10 +135,13 @@ static int tracefs(const char *name, const char *val)
 }
 
 /*
- * Where a backend fault's time goes: one "backend" run with the drm_svm
- * tracepoints svm_fault_begin and svm_phase on, us per page and phase.  A
- * phase is the time from the task's previous event to its svm_phase (the
- * trace's timestamps are in us: averaged over NPAGES faults).
+ * Where a backend fault's time goes: one "backend" run with only the drm_svm
+ * tracepoints svm_fault_begin and svm_phase on, for this task, us per page and
+ * phase.  A phase is the time from the task's previous event to its svm_phase
+ * (the trace's timestamps are in us with the default "local" clock: averaged
+ * over NPAGES faults).  The benchmark guest's tracefs is its own: the other
+ * drm_svm events are turned off, and the buffer, the pid filter and the
+ * events are left cleared.
  */
 static int cmd_profile(char *p)
 {
@@ -149,6 +152,8 @@ static int cmd_profile(char *p)
 	FILE *f;
 
 	snprintf(pid, sizeof(pid), "%d", getpid());
+	err |= tracefs("events/drm_svm/enable", "0");
+	err |= tracefs("trace_clock", "local");
 	err |= tracefs("set_event_pid", pid);
 	err |= tracefs("trace", "");
 	for (int e = 0; e < 2; e++) {

@@ -29,8 +29,8 @@ enum drm_svm_revoke_cause {
 };
 
 /*
- * The phases of a fault whose ends svm_phase marks: the values of the Rust
- * kernel::drm::svm's Phase.
+ * The phases of a page's grant whose ends svm_phase marks: the values of the
+ * Rust backend's phases.
  */
 enum drm_svm_phase {
 	DRM_SVM_PHASE_ENTRY,
@@ -112,8 +112,9 @@ DEFINE_EVENT(svm_page, svm_timeout,
 );
 
 /*
- * The end of a phase of a page's grant: the time since the task's previous
- * drm_svm event (svm_fault_begin, or the phase before) is the phase's.
+ * The end of a phase of a page's grant. With only svm_fault_begin and
+ * svm_phase enabled, the time since the task's previous event is the
+ * phase's (other drm_svm events of the task fall between phases).
  */
 TRACE_EVENT(svm_phase,
 	    TP_PROTO(unsigned long owner, unsigned long addr, int phase),

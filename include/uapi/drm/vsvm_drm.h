@@ -176,7 +176,7 @@ struct drm_vsvm_query {
  *	ends: a read during a long prefetch misses the pages it granted so far)
  * @retries: grants thrown away because an invalidation collided
  * @timeouts: faults that gave up (EBUSY)
- * @residency_waits: faults that waited for another device's residency
+ * @residency_waits: times a grant waited for another device's residency
  * @notifiers: mmu interval notifiers the context holds now, for diagnostics
  * @device: the index of the device
  * @causes: number of revocation causes the kernel counts (entries of

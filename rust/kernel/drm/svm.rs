@@ -27,7 +27,7 @@
 //! chunks have lost their grants (or when the driver calls [`SvmContext::trim`]); it bounds
 //! the retries of a fault with a deadline (`EBUSY`) and stops on a fatal signal (`EINTR`); it
 //! marks granted folios dirty, since device-exclusive entries look clean to the core mm; it
-//! tells the driver what each fault did ([`Faulted`]: grants, retries, waits) and why each
+//! tells the driver what each fault did ([`Faulted`]: pages granted, retries) and why each
 //! grant goes ([`Unmap::cause`]), for the driver's own counters (the backend keeps none), and
 //! shows both in tracepoints (`drm_svm:*`); and it can give a device's grants in a chunk a
 //! minimum residency against other devices ([`Residency`]), so that devices contending for

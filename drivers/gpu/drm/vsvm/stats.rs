@@ -103,11 +103,11 @@ pub(crate) struct FaultCounts {
     pub(crate) granted: Atomic<u64>,
     /// Pages granted ahead (fault-around).
     pub(crate) ahead: Atomic<u64>,
-    /// Pages asked for that the device held already.
+    /// Pages the faults found held already.
     pub(crate) already_mapped: Atomic<u64>,
     /// Grants thrown away because an invalidation collided with them.
     pub(crate) retries: Atomic<u64>,
-    /// Pages that waited for another device's turn.
+    /// Times a page's grant waited for another device's turn.
     pub(crate) residency_waits: Atomic<u64>,
     /// Chunk notifiers the backend inserted.
     pub(crate) notifiers_inserted: Atomic<u64>,

@@ -122,8 +122,8 @@ impl RevokeCause {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub(super) enum Phase {
-    /// From the call to the page: arguments, the mm reference, fault lock, chunk notifier
-    /// lookup.
+    /// From the fault's start (its `svm_fault_begin`, after the argument checks) or the end of
+    /// the previous page: the mm reference, fault lock, chunk notifier lookup.
     Entry = bindings::drm_svm_phase_DRM_SVM_PHASE_ENTRY,
     /// The already-granted check and any allocation for the device PTE.
     Prepare = bindings::drm_svm_phase_DRM_SVM_PHASE_PREPARE,
@@ -156,11 +156,12 @@ pub struct Faulted {
     ///
     /// [`Config::fault_around`]: super::Config::fault_around
     pub ahead: usize,
-    /// Pages asked for that the device held already.
+    /// Pages the fault found held already (with fault-around, pages ahead too).
     pub already_mapped: usize,
     /// Grants thrown away because an invalidation collided with them.
     pub retries: usize,
-    /// Pages whose grant waited for another device's turn ([`Config::residency`]).
+    /// Times a page's grant waited for another device's turn ([`Config::residency`]): once
+    /// per attempt that waited.
     ///
     /// [`Config::residency`]: super::Config::residency
     pub residency_waits: usize,

@@ -272,8 +272,8 @@ mod kunit {
 
         let s = totals(&ctx);
         assert_eq!(s.granted, 1);
-        // The grant's own EXCLUSIVE event reached the notifier and was ignored by the owner
-        // check: no retry, and nothing revoked.
+        // The grant's own EXCLUSIVE event was ignored by the owner check: no retry, and nothing
+        // revoked.
         assert_eq!(s.retries, 0);
         assert_eq!(s.notifiers_inserted, 1);
         assert_eq!(revocations(&ctx), 0);
