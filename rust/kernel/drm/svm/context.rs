@@ -257,11 +257,6 @@ impl<T: DriverSvm> SvmContext<T> {
         }? Error)
     }
 
-    /// The tunables this context was created with.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// Whether this context belongs to `mm`.
     pub fn is_mm(&self, mm: &Mm) -> bool {
         core::ptr::eq(self.mm.as_raw(), mm.as_raw())

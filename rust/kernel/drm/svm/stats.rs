@@ -69,7 +69,7 @@ impl RevokeCause {
     ];
 
     /// The cause of an invalidation, seen by the device `owner`.
-    pub fn from_event(event: Event, from: Option<Owner>) -> Self {
+    pub(super) fn from_event(event: Event, from: Option<Owner>) -> Self {
         match event {
             Event::Clear => Self::CpuFault,
             Event::Exclusive if from.is_some() => Self::OtherDevice,
@@ -89,7 +89,7 @@ impl RevokeCause {
     ///
     /// `own_task` says that the task is the one granting for the context that asks (splitting
     /// a PMD, reclaiming memory during its own grant), which is then not another device.
-    pub fn of_invalidation(event: Event, from: Option<Owner>, own_task: bool) -> Self {
+    pub(super) fn of_invalidation(event: Event, from: Option<Owner>, own_task: bool) -> Self {
         match Self::from_event(event, from) {
             Self::CpuFault if !own_task && granting::current_is_granting() => Self::OtherDevice,
             Self::CpuFault
