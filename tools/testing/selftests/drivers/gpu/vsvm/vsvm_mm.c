@@ -834,8 +834,9 @@ TEST_F(mm, exit_exec_and_kill_with_live_grants)
 }
 
 /*
- * The OOM killer and its reaper: the reaper unmaps the victim's memory with
- * non-blockable invalidations while the victim still holds grants.
+ * The OOM killer kills a process that holds grants. Its reaper, which unmaps
+ * with non-blockable invalidations, runs only if the victim has not freed its
+ * memory within two seconds; this victim usually has.
  */
 TEST_F(mm, oom_kill_with_live_grants)
 {
