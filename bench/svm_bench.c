@@ -123,15 +123,9 @@ static double probe(const char *what, char *p, unsigned long n)
 static int tracefs(const char *name, const char *val)
 {
 	char path[128];
-	int fd, ok;
 
 	snprintf(path, sizeof(path), TRACING "%s", name);
-	fd = open(path, O_WRONLY | O_TRUNC);
-	if (fd < 0)
-		return -1;
-	ok = write(fd, val, strlen(val)) == (ssize_t)strlen(val);
-	close(fd);
-	return ok ? 0 : -1;
+	return write_file(path, val) ? -1 : 0;
 }
 
 /*

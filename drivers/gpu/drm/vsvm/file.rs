@@ -331,11 +331,11 @@ impl File {
         let stats = &file.inner().stats;
         // Every field but the flags is output, reserved ones included: all are written.
         *req = uapi::drm_vsvm_stats::default();
-        req.ops = file.inner().stats.ops.load(Relaxed);
-        req.faults = file.inner().stats.faults.calls();
+        req.ops = stats.ops.load(Relaxed);
+        req.faults = stats.faults.calls();
         req.pages_granted = stats.done.granted.load(Relaxed);
         req.retries = stats.done.retries.load(Relaxed);
-        req.timeouts = file.inner().stats.faults.timeouts();
+        req.timeouts = stats.faults.timeouts();
         req.residency_waits = stats.done.residency_waits.load(Relaxed);
         req.notifiers = ctx.chunk_count() as u64;
         req.device = file.inner().device;

@@ -376,26 +376,6 @@ TEST_F(vsvm, tracepoints)
 	munmap(p, PAGE_SZ);
 }
 
-/* Reads the counters "ops" and "pages_granted" of vsvm0 from debugfs. */
-static void device_counts(long *ops, long *granted)
-{
-	FILE *f = fopen("/sys/kernel/debug/vsvm/vsvm0/stats", "r");
-	char line[128];
-
-	*ops = *granted = -1;
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		long n;
-
-		if (sscanf(line, "ops: %ld", &n) == 1)
-			*ops = n;
-		else if (sscanf(line, "pages_granted: %ld", &n) == 1)
-			*granted = n;
-	}
-	fclose(f);
-}
-
 /*
  * The device's totals in debugfs follow its files' counters, which add up
  * what the backend's faults returned (the fault worker's included).
@@ -407,11 +387,13 @@ TEST_F(vsvm, debugfs_stats)
 	struct drm_vsvm_stats s;
 
 	ASSERT_NE(p, NULL);
-	device_counts(&ops0, &granted0);
+	ops0 = dev_stat("ops");
+	granted0 = dev_stat("pages_granted");
 	p[0] = 1;
 	for (int i = 0; i < 3; i++)
 		ASSERT_EQ(vsvm_add64(self->fd, p, 1), 0);
-	device_counts(&ops1, &granted1);
+	ops1 = dev_stat("ops");
+	granted1 = dev_stat("pages_granted");
 	ASSERT_GE(ops0, 0);
 	ASSERT_GE(granted0, 0);
 	ASSERT_EQ(ops1, ops0 + 3);
