@@ -2,6 +2,7 @@
 
 //! The DRM driver and its instances.
 
+use core::fmt;
 use kernel::{
     debugfs,
     device::DeviceContext,
@@ -94,6 +95,7 @@ pub(crate) struct Instance {
     _drm: drm::Registration<'static, VsvmDriver>,
     /// Before the workers are flushed: removing the file waits for a reset in progress.
     _reset: Pin<KBox<debugfs::File<ResetFile>>>,
+    _flush_hold: Pin<KBox<debugfs::File<FlushHoldFile>>>,
     /// After the DRM device: no file is open when the instance goes (the module is being
     /// unloaded), so no job or record can come; the workers may still be finishing. The
     /// engines first: a job waits for the fault worker.
@@ -149,6 +151,15 @@ impl Instance {
             dir.write_callback_file(c"reset", ResetFile(engines.clone()), &ResetFile::write),
             GFP_KERNEL,
         )?;
+        let flush_hold = KBox::pin_init(
+            dir.read_write_callback_file(
+                c"tlb_flush_hold_ms",
+                FlushHoldFile(engines.clone()),
+                &FlushHoldFile::show,
+                &FlushHoldFile::write,
+            ),
+            GFP_KERNEL,
+        )?;
         let data = VsvmData {
             index,
             residency,
@@ -163,6 +174,7 @@ impl Instance {
         Ok(Self {
             _drm: drm,
             _reset: reset_file,
+            _flush_hold: flush_hold,
             _engines: FlushOnDrop(engines),
             _faults: FlushOnDrop(faults),
             _stats: stats_file,
@@ -178,6 +190,32 @@ struct ResetFile(Arc<Engines>);
 impl ResetFile {
     fn write(&self, _input: &mut UserSliceReader) -> Result {
         self.0.reset()
+    }
+}
+
+/// The debugfs file `tlb_flush_hold_ms`, for fault injection: while it is not 0, a TLB flush
+/// completes only when it is 0 again or after that many ms, as on a GPU whose flush is slow. A
+/// flush that may wait (a blockable invalidation, a fault) waits; one that may not (the OOM
+/// reaper's) is refused. At most [`MAX_FLUSH_HOLD_MS`].
+///
+/// [`MAX_FLUSH_HOLD_MS`]: crate::engine::MAX_FLUSH_HOLD_MS
+struct FlushHoldFile(Arc<Engines>);
+
+impl FlushHoldFile {
+    fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.0.flush_hold())
+    }
+
+    fn write(&self, input: &mut UserSliceReader) -> Result {
+        let mut buf = [0u8; 16];
+        let len = input.len();
+        if len > buf.len() {
+            return Err(EINVAL);
+        }
+        input.read_slice(&mut buf[..len])?;
+        let text = core::str::from_utf8(&buf[..len]).map_err(|_| EINVAL)?;
+        let ms = text.trim().parse::<u32>().map_err(|_| EINVAL)?;
+        self.0.hold_flushes(ms)
     }
 }
 

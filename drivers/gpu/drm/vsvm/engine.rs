@@ -45,6 +45,12 @@ use kernel::{
         CondVar,
         Mutex, //
     },
+    time::{
+        delay::fsleep,
+        Delta,
+        Instant,
+        Monotonic, //
+    },
     workqueue::{
         self,
         impl_has_work,
@@ -55,6 +61,10 @@ use kernel::{
 
 /// Most engines a device may have.
 pub(crate) const MAX_ENGINES: u32 = 4;
+
+/// Longest a TLB flush may be held (`tlb_flush_hold_ms` in debugfs), in ms: well below the
+/// hung-task timeout, as the holder sleeps uninterruptibly.
+pub(crate) const MAX_FLUSH_HOLD_MS: u32 = 10_000;
 
 /// Jobs the queue holds; a submitter waits for room when it is full.
 const QUEUE_DEPTH: usize = 64;
@@ -192,6 +202,9 @@ pub(crate) struct Engines {
     work3: Work<Engines, 3>,
     /// The next address space number: each page table gets its own, never reused.
     next_asid: Atomic<u64>,
+    /// Fault injection: while not 0, a TLB flush completes only when this is 0 again or after
+    /// this many ms, as on a GPU whose flush is slow (see [`Self::shoot_down`]).
+    flush_hold_ms: Atomic<u32>,
     /// The device pages are mapped for.
     pub(crate) dma: &'static Device<Bound>,
     /// Where the engines' misses go.
@@ -271,6 +284,7 @@ impl Engines {
                 work2 <- new_work!("vsvm::Engines::work2"),
                 work3 <- new_work!("vsvm::Engines::work3"),
                 next_asid: Atomic::new(1),
+                flush_hold_ms: Atomic::new(0),
                 dma,
                 faults,
                 stats,
@@ -499,17 +513,24 @@ impl Engines {
     }
 
     /// Drops every engine's translations of pages `first..last` (page numbers) of `asid`,
-    /// waiting for an engine that uses one to finish its operation.
+    /// waiting for an engine that uses one to finish its operation, and for the flush to
+    /// complete while one is held.
     pub(crate) fn shoot_down(&self, asid: u64, first: usize, last: usize) {
         for e in &self.engines {
             let mut tlb = e.tlb.lock();
             Self::invalidate(&self.stats, &mut tlb, asid, first, last);
         }
+        self.wait_for_flush();
     }
 
-    /// [`Self::shoot_down`] without waiting: `false` if an engine is busy, and then the range
-    /// may still be in its TLB.
+    /// [`Self::shoot_down`] without waiting: `false` if an engine is busy or the flush is held,
+    /// and then the range may still be in a TLB.
     pub(crate) fn try_shoot_down(&self, asid: u64, first: usize, last: usize) -> bool {
+        if self.flush_hold_ms.load(Relaxed) != 0 {
+            // A flush that cannot complete at once needs a wait, as on most GPUs.
+            self.stats.shootdowns_refused.fetch_add(1, Relaxed);
+            return false;
+        }
         for e in &self.engines {
             let Some(mut tlb) = e.tlb.try_lock() else {
                 self.stats.shootdowns_refused.fetch_add(1, Relaxed);
@@ -518,6 +539,35 @@ impl Engines {
             Self::invalidate(&self.stats, &mut tlb, asid, first, last);
         }
         true
+    }
+
+    /// Holds TLB flushes for at most `ms` (0 lifts the hold): `EINVAL` beyond
+    /// [`MAX_FLUSH_HOLD_MS`].
+    pub(crate) fn hold_flushes(&self, ms: u32) -> Result {
+        if ms > MAX_FLUSH_HOLD_MS {
+            return Err(EINVAL);
+        }
+        self.flush_hold_ms.store(ms, Relaxed);
+        Ok(())
+    }
+
+    /// The hold on TLB flushes, in ms (0: none).
+    pub(crate) fn flush_hold(&self) -> u32 {
+        self.flush_hold_ms.load(Relaxed)
+    }
+
+    /// Waits while flushes are held: until the hold is lifted or its time is up.
+    fn wait_for_flush(&self) {
+        let ms = self.flush_hold_ms.load(Relaxed);
+        if ms == 0 {
+            return;
+        }
+        self.stats.flushes_held.fetch_add(1, Relaxed);
+        let start = Instant::<Monotonic>::now();
+        let limit = Delta::from_millis(ms.into());
+        while self.flush_hold_ms.load(Relaxed) != 0 && start.elapsed() < limit {
+            fsleep(Delta::from_millis(1));
+        }
     }
 
     fn invalidate(stats: &DeviceStats, tlb: &mut Tlb, asid: u64, first: usize, last: usize) {

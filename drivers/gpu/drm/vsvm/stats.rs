@@ -246,8 +246,10 @@ pub(crate) struct DeviceStats {
     /// TLB shootdowns that found translations of the range, and the translations dropped.
     pub(crate) shootdowns: Atomic<u64>,
     pub(crate) tlb_entries_shot: Atomic<u64>,
-    /// Non-blockable shootdowns refused because an engine was busy.
+    /// Non-blockable shootdowns refused because an engine was busy or the flush held.
     pub(crate) shootdowns_refused: Atomic<u64>,
+    /// Shootdowns that waited for a held flush (`tlb_flush_hold_ms`).
+    pub(crate) flushes_held: Atomic<u64>,
     /// Device resets.
     pub(crate) resets: Atomic<u64>,
 }
@@ -274,6 +276,7 @@ impl DeviceStats {
                 shootdowns: Atomic::new(0),
                 tlb_entries_shot: Atomic::new(0),
                 shootdowns_refused: Atomic::new(0),
+                flushes_held: Atomic::new(0),
                 resets: Atomic::new(0),
             },
             GFP_KERNEL,
@@ -316,6 +319,7 @@ impl fmt::Debug for StatsFile {
             "tlb_shootdowns_refused: {}",
             self.0.shootdowns_refused.load(Relaxed)
         )?;
+        writeln!(f, "tlb_flushes_held: {}", self.0.flushes_held.load(Relaxed))?;
         writeln!(f, "resets: {}", self.0.resets.load(Relaxed))?;
         let revocations = &self.0.revocations;
         writeln!(f, "pages_revoked: {}", self.0.pages_revoked.load(Relaxed))?;
