@@ -873,6 +873,262 @@ TEST_F(mm, oom_kill_with_live_grants)
 	ASSERT_EQ(WTERMSIG(status), SIGKILL);
 }
 
+#ifndef __NR_pidfd_open
+#define __NR_pidfd_open		434
+#endif
+#ifndef __NR_process_mrelease
+#define __NR_process_mrelease	448
+#endif
+
+#define TRACING		"/sys/kernel/tracing"
+#define FLUSH_HOLD	"/sys/kernel/debug/vsvm/vsvm0/tlb_flush_hold_ms"
+
+/* Traces only drm_svm's svm_busy event, from an empty buffer; 0 or -errno. */
+static int trace_busy_only(void)
+{
+	if (write_file(TRACING "/events/drm_svm/enable", "0") ||
+	    write_file(TRACING "/events/drm_svm/svm_busy/enable", "1"))
+		return -1;
+	return write_file(TRACING "/trace", "");
+}
+
+/* svm_busy events traced from a task whose name begins with @comm (NULL: any). */
+static int busy_events(const char *comm)
+{
+	char line[512];
+	int n = 0;
+	FILE *f = fopen(TRACING "/trace", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		char *p = line + strspn(line, " ");
+
+		if (line[0] == '#' || !strstr(line, "svm_busy:"))
+			continue;
+		n += !comm || !strncmp(p, comm, strlen(comm));
+	}
+	fclose(f);
+	return n;
+}
+
+/* Device 0's revocations of @cause ("exit", "unmap", ...) in debugfs, or -1. */
+static long dev_revocations(const char *cause)
+{
+	char line[512], key[32], *v;
+	long n = -1;
+	FILE *f = fopen("/sys/kernel/debug/vsvm/vsvm0/stats", "r");
+
+	if (!f)
+		return -1;
+	snprintf(key, sizeof(key), " %s=", cause);
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "revocations:", 12))
+			continue;
+		v = strstr(line, key);
+		if (v)
+			n = strtol(v + strlen(key), NULL, 10);
+	}
+	fclose(f);
+	return n;
+}
+
+/* Waits up to 10 s until device 0's counter @name exceeds @than; 0 if it did. */
+static int wait_stat_above(const char *name, long than)
+{
+	for (int i = 0; i < 1000; i++) {
+		if (dev_stat(name) > than)
+			return 0;
+		usleep(10000);
+	}
+	return -1;
+}
+
+/*
+ * The OOM reaper's way, through process_mrelease(): the victim is killed while
+ * its madvise(MADV_DONTNEED) of a range granted in one file waits for a TLB
+ * flush the device holds (tlb_flush_hold_ms), so its mm lives on.  The reaper's
+ * invalidations cannot block: the driver refuses the other file's granted
+ * range (its flush would have to wait), and the backend refuses the range
+ * whose lock the waiting invalidation holds.  The reaper gives up with EAGAIN,
+ * and what was refused stays granted: once the flush completes, the victim's
+ * exit revokes it.  Beside it, the same kill of a process without grants is
+ * reaped.
+ */
+TEST_F(mm, oom_reaper_is_refused_while_a_flush_waits)
+{
+	long held0 = dev_stat("tlb_flushes_held");
+	long refused0 = dev_stat("tlb_shootdowns_refused");
+	long exit0 = dev_revocations("exit");
+	int ready[2], go[2], status, pidfd, ret, err, busy;
+	char byte = 0;
+	pid_t pid;
+
+	ASSERT_GE(held0, 0);
+	ASSERT_GE(refused0, 0);
+	ASSERT_GE(exit0, 0);
+	ASSERT_EQ(pipe(ready), 0);
+	ASSERT_EQ(pipe(go), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		int fa = vsvm_open(0), fb = vsvm_open(0);
+		char *m = map_anon(3 * THP_SZ);
+		uint64_t *a, *b;
+
+		/*
+		 * a and b in VMAs and chunks of their own: each invalidation
+		 * meets one notifier, of one file.
+		 */
+		if (fa < 0 || fb < 0 || !m)
+			_exit(21);
+		a = (uint64_t *)(((uintptr_t)m + THP_SZ - 1) & ~(THP_SZ - 1));
+		b = a + THP_SZ / 8;
+		if (munmap((char *)a + 8 * PAGE_SZ, THP_SZ - 8 * PAGE_SZ))
+			_exit(21);
+		memset(a, 1, 8 * PAGE_SZ);
+		memset(b, 2, 8 * PAGE_SZ);
+		if (vsvm_prefetch(fa, a, 8) || vsvm_prefetch(fb, b, 8))
+			_exit(22);
+		if (write(ready[1], &byte, 1) != 1 || read(go[0], &byte, 1) != 1)
+			_exit(23);
+		/* Waits in the held flush, uninterruptibly. */
+		madvise(b, 8 * PAGE_SZ, MADV_DONTNEED);
+		pause();
+		_exit(24);
+	}
+	ASSERT_EQ(read(ready[0], &byte, 1), 1);
+	ASSERT_EQ(trace_busy_only(), 0);
+	ASSERT_EQ(write_file(FLUSH_HOLD, "10000"), 0);
+	ASSERT_EQ(write(go[1], &byte, 1), 1);
+	EXPECT_EQ(wait_stat_above("tlb_flushes_held", held0), 0);
+	pidfd = syscall(__NR_pidfd_open, pid, 0);
+	EXPECT_GE(pidfd, 0);
+	EXPECT_EQ(kill(pid, SIGKILL), 0);
+	ret = syscall(__NR_process_mrelease, pidfd, 0);
+	err = errno;
+	busy = busy_events(NULL);
+	/* The flush completes: the victim goes. */
+	ASSERT_EQ(write_file(FLUSH_HOLD, "0"), 0);
+	write_file(TRACING "/events/drm_svm/svm_busy/enable", "0");
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	close(pidfd);
+	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	TH_LOG("vsvm: process_mrelease %d (%s), %d svm_busy, %ld refused by the driver",
+	       ret, ret ? strerror(err) : "reaped", busy,
+	       dev_stat("tlb_shootdowns_refused") - refused0);
+	EXPECT_EQ(ret, -1);
+	EXPECT_EQ(err, EAGAIN);
+	/* One refusal by the driver, one by the backend's lock: each seen. */
+	EXPECT_GE(dev_stat("tlb_shootdowns_refused"), refused0 + 1);
+	EXPECT_EQ(busy, 2);
+	/* What the driver refused stayed granted until the exit revoked it. */
+	EXPECT_GE(dev_revocations("exit"), exit0 + 1);
+
+	/* The kernel's own behaviour, without a device: the same kill is reaped. */
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		uint64_t *a = map_anon(8 * PAGE_SZ);
+
+		if (!a)
+			_exit(21);
+		memset(a, 1, 8 * PAGE_SZ);
+		if (write(ready[1], &byte, 1) != 1)
+			_exit(23);
+		pause();
+		_exit(24);
+	}
+	ASSERT_EQ(read(ready[0], &byte, 1), 1);
+	pidfd = syscall(__NR_pidfd_open, pid, 0);
+	ASSERT_GE(pidfd, 0);
+	ASSERT_EQ(kill(pid, SIGKILL), 0);
+	ret = syscall(__NR_process_mrelease, pidfd, 0);
+	err = errno;
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	close(pidfd);
+	TH_LOG("no device: process_mrelease %d (%s)", ret, ret ? strerror(err) : "reaped");
+	/* 0, or ESRCH if the victim's exit freed its memory first. */
+	EXPECT_TRUE(ret == 0 || err == ESRCH);
+	close(ready[0]);
+	close(ready[1]);
+	close(go[0]);
+	close(go[1]);
+}
+
+/*
+ * The OOM reaper thread: a memcg OOM victim's exit waits in its release for a
+ * held TLB flush, under the backend's lock.  The reaper comes 2 s after the
+ * kill; its invalidation cannot block and is refused (svm_busy, traced from
+ * the oom_reaper task) until the flush completes; then the victim's memory
+ * goes and the device grants again.
+ */
+TEST_F(mm, oom_reaper_waits_for_a_release_that_waits)
+{
+	long held0 = dev_stat("tlb_flushes_held");
+	int ready[2], go[2], status, busy = 0, i;
+	uint64_t *p = map_anon(PAGE_SZ);
+	char byte = 0;
+	pid_t pid;
+
+	ASSERT_GE(held0, 0);
+	ASSERT_NE(p, NULL);
+	ASSERT_EQ(pipe(ready), 0);
+	ASSERT_EQ(pipe(go), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		uint64_t *t;
+		int fd;
+
+		if (join_cgroup("vsvm_oom", "16M") ||
+		    write_file(CGROUPS "/vsvm_oom/memory.swap.max", "0"))
+			_exit(21);
+		fd = vsvm_open(0);
+		t = thp_alloc();
+		if (fd < 0 || !t)
+			_exit(22);
+		memset(t, 1, THP_SZ);
+		if (vsvm_prefetch(fd, t, NPAGES))
+			_exit(23);
+		if (write(ready[1], &byte, 1) != 1 || read(go[0], &byte, 1) != 1)
+			_exit(24);
+		for (;;) {
+			char *q = map_anon(THP_SZ);
+
+			if (!q)
+				_exit(25);
+			memset(q, 2, THP_SZ);
+		}
+	}
+	ASSERT_EQ(read(ready[0], &byte, 1), 1);
+	ASSERT_EQ(trace_busy_only(), 0);
+	ASSERT_EQ(write_file(FLUSH_HOLD, "10000"), 0);
+	ASSERT_EQ(write(go[1], &byte, 1), 1);
+	/* The release's flush is held; the reaper comes. */
+	EXPECT_EQ(wait_stat_above("tlb_flushes_held", held0), 0);
+	for (i = 0; i < 500 && busy <= 0; i++) {
+		usleep(10000);
+		busy = busy_events("oom_reaper-");
+	}
+	ASSERT_EQ(write_file(FLUSH_HOLD, "0"), 0);
+	TH_LOG("the reaper refused %d times; the flush held %d ms after the release began",
+	       busy, i * 10);
+	write_file(TRACING "/events/drm_svm/svm_busy/enable", "0");
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+		TH_LOG("child exited with %d", WEXITSTATUS(status));
+	EXPECT_GE(busy, 1);
+	close(ready[0]);
+	close(ready[1]);
+	close(go[0]);
+	close(go[1]);
+	p[0] = 1;
+	ASSERT_EQ(vsvm_add64(self->fd, p, 1), 0);
+	ASSERT_EQ(p[0], 2);
+	munmap(p, PAGE_SZ);
+}
+
 /* mremap moves or shrinks a granted range: the old grants go, the data moves. */
 TEST_F(mm, mremap_move_and_shrink)
 {
