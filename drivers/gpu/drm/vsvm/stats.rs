@@ -184,10 +184,7 @@ pub(crate) fn counted(
     file: &FileStats,
     device: &DeviceStats,
 ) -> Result {
-    let (ret, done) = match ret {
-        Ok(done) => (Ok(()), done),
-        Err(e) => (Err(e.error), e.done),
-    };
+    let (done, ret) = Faulted::split(ret);
     file.done.add(&done);
     device.done.add(&done);
     ret

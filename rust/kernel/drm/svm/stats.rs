@@ -184,3 +184,25 @@ impl From<FaultError> for Error {
         e.error
     }
 }
+
+impl Faulted {
+    /// Splits what a fault returned into what it did (also if it failed) and its result, for a
+    /// driver that counts what every fault did.
+    pub fn split(ret: Result<Faulted, FaultError>) -> (Faulted, Result) {
+        match ret {
+            Ok(done) => (done, Ok(())),
+            Err(e) => (e.done, Err(e.error)),
+        }
+    }
+}
+
+impl core::ops::AddAssign for Faulted {
+    fn add_assign(&mut self, other: Self) {
+        self.granted += other.granted;
+        self.ahead += other.ahead;
+        self.already_mapped += other.already_mapped;
+        self.retries += other.retries;
+        self.residency_waits += other.residency_waits;
+        self.notifiers_inserted += other.notifiers_inserted;
+    }
+}

@@ -106,25 +106,17 @@ mod kunit {
             })
         }
 
-        fn count(&self, done: &Faulted) {
+        fn count(&self, done: Faulted) {
             let mut sum = self.faulted.get();
-            sum.granted += done.granted;
-            sum.ahead += done.ahead;
-            sum.already_mapped += done.already_mapped;
-            sum.retries += done.retries;
-            sum.residency_waits += done.residency_waits;
-            sum.notifiers_inserted += done.notifiers_inserted;
+            sum += done;
             self.faulted.set(sum);
         }
     }
 
     /// Counts what a fault did in the test device's totals, also when it failed.
     fn counted(ctx: &SvmContext<TestPt>, ret: Result<Faulted, FaultError>) -> Result {
-        let (ret, done) = match ret {
-            Ok(done) => (Ok(()), done),
-            Err(e) => (Err(e.error), e.done),
-        };
-        ctx.with_page_table(|pt| pt.count(&done));
+        let (done, ret) = Faulted::split(ret);
+        ctx.with_page_table(|pt| pt.count(done));
         ret
     }
 
