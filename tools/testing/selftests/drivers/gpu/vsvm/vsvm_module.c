@@ -257,6 +257,26 @@ static int mem_granted(int fd, struct mem *m)
 }
 
 /*
+ * Whether the device holds the pages of @m.  The kernel may take a grant back
+ * to move its page (compaction of a fragmented guest, khugepaged: a grant does
+ * not pin), and then the device grants again; a revocation of any other cause
+ * is a failure.
+ */
+static int mem_held(int fd, struct mem *m)
+{
+	__u64 migrated = 0;
+
+	for (int i = 0; i < 5; i++) {
+		if (mem_granted(fd, m))
+			return 1;
+		if (vsvm_revoked(fd, DRM_VSVM_REVOKE_MIGRATION, &migrated) != migrated ||
+		    vsvm_prefetch(fd, m->small, NPAGES) || vsvm_prefetch(fd, m->thp, 2))
+			return 0;
+	}
+	return 0;
+}
+
+/*
  * The device adds @v to every small page and every THP_STEP-th page of the
  * THP, which hold @before more than their initial values.
  */
@@ -306,7 +326,7 @@ static int mem_give(struct mem *m, __u64 v, int *fd)
 	ret = mem_device_add(*fd, m, v, 0);
 	if (ret)
 		return ret;
-	return mem_granted(*fd, m) ? 0 : 22;
+	return mem_held(*fd, m) ? 0 : 22;
 }
 
 /*
@@ -325,7 +345,7 @@ static int holder(int ready, int go)
 	if (send_byte(ready) || wait_byte(go))
 		return 23;
 	/* The refused unload took nothing away. */
-	if (!mem_granted(fd, &m))
+	if (!mem_held(fd, &m))
 		return 24;
 	ret = mem_device_add(fd, &m, 10, 100);
 	if (!ret)
@@ -335,7 +355,7 @@ static int holder(int ready, int go)
 	if (ret)
 		return ret;
 	/* No close(): the exit path releases the file, with the grants live. */
-	return mem_granted(fd, &m) ? 0 : 25;
+	return mem_held(fd, &m) ? 0 : 25;
 }
 
 /*
