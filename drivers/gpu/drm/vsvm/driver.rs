@@ -193,17 +193,18 @@ impl ResetFile {
     }
 }
 
-/// The debugfs file `tlb_flush_hold_ms`, for fault injection: while it is not 0, a TLB flush
-/// completes only when it is 0 again or after that many ms, as on a GPU whose flush is slow. A
-/// flush that may wait (a blockable invalidation, a fault) waits; one that may not (the OOM
-/// reaper's) is refused. At most [`MAX_FLUSH_HOLD_MS`].
+/// The debugfs file `tlb_flush_hold_ms`, for fault injection: writing N holds TLB flushes for
+/// the next N ms (at most [`MAX_FLUSH_HOLD_MS`]; 0 lifts the hold), as on a GPU whose flush is
+/// slow. A flush that may wait (a blockable invalidation, a fault) waits until the hold ends;
+/// one that may not (the OOM reaper's) is refused. Reading shows the ms left.
 ///
 /// [`MAX_FLUSH_HOLD_MS`]: crate::engine::MAX_FLUSH_HOLD_MS
 struct FlushHoldFile(Arc<Engines>);
 
 impl FlushHoldFile {
     fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}", self.0.flush_hold())
+        let left = self.0.flush_held_for().map_or(0, |d| d.as_millis_ceil());
+        writeln!(f, "{left}")
     }
 
     fn write(&self, input: &mut UserSliceReader) -> Result {

@@ -33,7 +33,7 @@ use kernel::{
         Device, //
     },
     drm::svm::SvmContext,
-    new_condvar, new_mutex, new_work,
+    new_condvar, new_mutex, new_spinlock, new_work,
     page::PAGE_SHIFT,
     prelude::*,
     sync::{
@@ -43,7 +43,8 @@ use kernel::{
         },
         Arc,
         CondVar,
-        Mutex, //
+        Mutex,
+        SpinLock, //
     },
     time::{
         delay::fsleep,
@@ -62,8 +63,8 @@ use kernel::{
 /// Most engines a device may have.
 pub(crate) const MAX_ENGINES: u32 = 4;
 
-/// Longest a TLB flush may be held (`tlb_flush_hold_ms` in debugfs), in ms: well below the
-/// hung-task timeout, as the holder sleeps uninterruptibly.
+/// Longest TLB flushes may be held (`tlb_flush_hold_ms` in debugfs), in ms from the write that
+/// holds them: however many flushes wait in a row, well below the hung-task timeout.
 pub(crate) const MAX_FLUSH_HOLD_MS: u32 = 10_000;
 
 /// Jobs the queue holds; a submitter waits for room when it is full.
@@ -202,9 +203,10 @@ pub(crate) struct Engines {
     work3: Work<Engines, 3>,
     /// The next address space number: each page table gets its own, never reused.
     next_asid: Atomic<u64>,
-    /// Fault injection: while not 0, a TLB flush completes only when this is 0 again or after
-    /// this many ms, as on a GPU whose flush is slow (see [`Self::shoot_down`]).
-    flush_hold_ms: Atomic<u32>,
+    /// Fault injection: until this time, a TLB flush completes only when the hold is lifted,
+    /// as on a GPU whose flush is slow (see [`Self::shoot_down`]).
+    #[pin]
+    flush_hold: SpinLock<Option<Instant<Monotonic>>>,
     /// The device pages are mapped for.
     pub(crate) dma: &'static Device<Bound>,
     /// Where the engines' misses go.
@@ -284,7 +286,7 @@ impl Engines {
                 work2 <- new_work!("vsvm::Engines::work2"),
                 work3 <- new_work!("vsvm::Engines::work3"),
                 next_asid: Atomic::new(1),
-                flush_hold_ms: Atomic::new(0),
+                flush_hold <- new_spinlock!(None, "vsvm::Engines::flush_hold"),
                 dma,
                 faults,
                 stats,
@@ -526,7 +528,7 @@ impl Engines {
     /// [`Self::shoot_down`] without waiting: `false` if an engine is busy or the flush is held,
     /// and then the range may still be in a TLB.
     pub(crate) fn try_shoot_down(&self, asid: u64, first: usize, last: usize) -> bool {
-        if self.flush_hold_ms.load(Relaxed) != 0 {
+        if self.flush_held_for().is_some() {
             // A flush that cannot complete at once needs a wait, as on most GPUs.
             self.stats.shootdowns_refused.fetch_add(1, Relaxed);
             return false;
@@ -541,31 +543,30 @@ impl Engines {
         true
     }
 
-    /// Holds TLB flushes for at most `ms` (0 lifts the hold): `EINVAL` beyond
+    /// Holds TLB flushes for the next `ms` (0 lifts the hold): `EINVAL` beyond
     /// [`MAX_FLUSH_HOLD_MS`].
     pub(crate) fn hold_flushes(&self, ms: u32) -> Result {
         if ms > MAX_FLUSH_HOLD_MS {
             return Err(EINVAL);
         }
-        self.flush_hold_ms.store(ms, Relaxed);
+        *self.flush_hold.lock() = (ms != 0).then(|| Instant::now() + Delta::from_millis(ms.into()));
         Ok(())
     }
 
-    /// The hold on TLB flushes, in ms (0: none).
-    pub(crate) fn flush_hold(&self) -> u32 {
-        self.flush_hold_ms.load(Relaxed)
+    /// How long TLB flushes are still held, if they are.
+    pub(crate) fn flush_held_for(&self) -> Option<Delta> {
+        let until = (*self.flush_hold.lock())?;
+        let left = until - Instant::now();
+        (left > Delta::ZERO).then_some(left)
     }
 
     /// Waits while flushes are held: until the hold is lifted or its time is up.
     fn wait_for_flush(&self) {
-        let ms = self.flush_hold_ms.load(Relaxed);
-        if ms == 0 {
+        if self.flush_held_for().is_none() {
             return;
         }
         self.stats.flushes_held.fetch_add(1, Relaxed);
-        let start = Instant::<Monotonic>::now();
-        let limit = Delta::from_millis(ms.into());
-        while self.flush_hold_ms.load(Relaxed) != 0 && start.elapsed() < limit {
+        while self.flush_held_for().is_some() {
             fsleep(Delta::from_millis(1));
         }
     }
