@@ -24,6 +24,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -36,6 +37,8 @@
 #define ATOMIC_PTE	(DRM_VSVM_PTE_VALID | DRM_VSVM_PTE_WRITE | DRM_VSVM_PTE_ATOMIC)
 #define NPAGES		(THP_SZ / PAGE_SZ)
 #define U64_PER_PAGE	(PAGE_SZ / 8)
+#define TRACING		"/sys/kernel/tracing"
+#define FLUSH_HOLD	"/sys/kernel/debug/vsvm/vsvm0/tlb_flush_hold_ms"
 
 FIXTURE(mm)
 {
@@ -62,6 +65,9 @@ FIXTURE_TEARDOWN(mm)
 		snprintf(n, sizeof(n), "%lu", self->cma_taken);
 		write_file(self->cma_free, n);
 	}
+	/* A test that failed with TLB flushes held or svm_busy traced. */
+	write_file(FLUSH_HOLD, "0");
+	write_file(TRACING "/events/drm_svm/svm_busy/enable", "0");
 	close(self->fd);
 	close(self->fd1);
 }
@@ -880,9 +886,6 @@ TEST_F(mm, oom_kill_with_live_grants)
 #define __NR_process_mrelease	448
 #endif
 
-#define TRACING		"/sys/kernel/tracing"
-#define FLUSH_HOLD	"/sys/kernel/debug/vsvm/vsvm0/tlb_flush_hold_ms"
-
 /* Traces only drm_svm's svm_busy event, from an empty buffer; 0 or -errno. */
 static int trace_busy_only(void)
 {
@@ -972,9 +975,17 @@ TEST_F(mm, oom_reaper_is_refused_while_a_flush_waits)
 	pid = fork();
 	ASSERT_GE(pid, 0);
 	if (pid == 0) {
-		int fa = vsvm_open(0), fb = vsvm_open(0);
-		char *m = map_anon(3 * THP_SZ);
+		int fa, fb;
+		char *m;
 		uint64_t *a, *b;
+
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL))
+			_exit(20);
+		close(ready[0]);
+		close(go[1]);
+		fa = vsvm_open(0);
+		fb = vsvm_open(0);
+		m = map_anon(3 * THP_SZ);
 
 		/*
 		 * a and b in VMAs and chunks of their own: each invalidation
@@ -1031,7 +1042,7 @@ TEST_F(mm, oom_reaper_is_refused_while_a_flush_waits)
 	if (pid == 0) {
 		uint64_t *a = map_anon(8 * PAGE_SZ);
 
-		if (!a)
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) || !a)
 			_exit(21);
 		memset(a, 1, 8 * PAGE_SZ);
 		if (write(ready[1], &byte, 1) != 1)
@@ -1081,7 +1092,10 @@ TEST_F(mm, oom_reaper_waits_for_a_release_that_waits)
 		uint64_t *t;
 		int fd;
 
-		if (join_cgroup("vsvm_oom", "16M") ||
+		close(ready[0]);
+		close(go[1]);
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) ||
+		    join_cgroup("vsvm_oom", "16M") ||
 		    write_file(CGROUPS "/vsvm_oom/memory.swap.max", "0"))
 			_exit(21);
 		fd = vsvm_open(0);
