@@ -198,11 +198,20 @@ impl Faulted {
 
 impl core::ops::AddAssign for Faulted {
     fn add_assign(&mut self, other: Self) {
-        self.granted += other.granted;
-        self.ahead += other.ahead;
-        self.already_mapped += other.already_mapped;
-        self.retries += other.retries;
-        self.residency_waits += other.residency_waits;
-        self.notifiers_inserted += other.notifiers_inserted;
+        // Every field, so that one added later cannot be left out.
+        let Self {
+            granted,
+            ahead,
+            already_mapped,
+            retries,
+            residency_waits,
+            notifiers_inserted,
+        } = other;
+        self.granted += granted;
+        self.ahead += ahead;
+        self.already_mapped += already_mapped;
+        self.retries += retries;
+        self.residency_waits += residency_waits;
+        self.notifiers_inserted += notifiers_inserted;
     }
 }
