@@ -231,6 +231,8 @@ static int reap(pid_t *pid)
 struct mem {
 	uint64_t *small;
 	uint64_t *thp;
+	/* The file's revocations, all and by migration, when it last granted. */
+	__u64 revoked, migrated;
 };
 
 static int mem_init(struct mem *m)
@@ -256,24 +258,34 @@ static int mem_granted(int fd, struct mem *m)
 	       vsvm_query(fd, m->thp + THP_STEP * WORDS) == ATOMIC_PTE;
 }
 
+/* Grants the pages of @m that mem_granted() checks; 0 or -1. */
+static int mem_grant(int fd, struct mem *m)
+{
+	if (vsvm_prefetch(fd, m->small, NPAGES) || vsvm_prefetch(fd, m->thp, 2))
+		return -1;
+	m->revoked = vsvm_revoked(fd, DRM_VSVM_REVOKE_MIGRATION, &m->migrated);
+	return 0;
+}
+
 /*
  * Whether the device holds the pages of @m.  The kernel may take a grant back
  * to move its page (compaction of a fragmented guest, khugepaged: a grant does
- * not pin), and then the device grants again; a revocation of any other cause
- * is a failure.
+ * not pin), and then the device grants again; any other revocation since the
+ * pages were granted, or a grant gone without one, is a failure.
  */
 static int mem_held(int fd, struct mem *m)
 {
-	__u64 migrated = 0;
-
 	for (int i = 0; i < 5; i++) {
+		__u64 migrated = 0, revoked;
+
 		if (mem_granted(fd, m))
 			return 1;
-		if (vsvm_revoked(fd, DRM_VSVM_REVOKE_MIGRATION, &migrated) != migrated ||
-		    vsvm_prefetch(fd, m->small, NPAGES) || vsvm_prefetch(fd, m->thp, 2))
+		revoked = vsvm_revoked(fd, DRM_VSVM_REVOKE_MIGRATION, &migrated);
+		if (migrated == m->migrated || revoked - m->revoked != migrated - m->migrated ||
+		    mem_grant(fd, m))
 			return 0;
 	}
-	return 0;
+	return mem_granted(fd, m);
 }
 
 /*
@@ -321,7 +333,7 @@ static int mem_give(struct mem *m, __u64 v, int *fd)
 	*fd = vsvm_open(0);
 	if (*fd < 0)
 		return 20;
-	if (vsvm_prefetch(*fd, m->small, NPAGES) || vsvm_prefetch(*fd, m->thp, 2))
+	if (mem_grant(*fd, m))
 		return 21;
 	ret = mem_device_add(*fd, m, v, 0);
 	if (ret)
