@@ -840,6 +840,40 @@ TEST_F(mm, exit_exec_and_kill_with_live_grants)
 }
 
 /*
+ * The child of the OOM tests, which never returns: in a 16 MiB memory cgroup
+ * without swap, it gives device 0 a THP, tells @ready and waits for @go (if
+ * not -1), and grows until the OOM killer comes.  Its exit code names the
+ * step that failed.
+ */
+static void oom_victim(int ready, int go)
+{
+	char byte = 0;
+	uint64_t *p;
+	int fd;
+
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) ||
+	    join_cgroup("vsvm_oom", "16M") ||
+	    write_file(CGROUPS "/vsvm_oom/memory.swap.max", "0"))
+		_exit(21);
+	fd = vsvm_open(0);
+	p = thp_alloc();
+	if (fd < 0 || !p)
+		_exit(22);
+	memset(p, 1, THP_SZ);
+	if (vsvm_prefetch(fd, p, NPAGES))
+		_exit(23);
+	if (ready >= 0 && (write(ready, &byte, 1) != 1 || read(go, &byte, 1) != 1))
+		_exit(24);
+	for (;;) {
+		char *q = map_anon(THP_SZ);
+
+		if (!q)
+			_exit(25);
+		memset(q, 2, THP_SZ);
+	}
+}
+
+/*
  * The OOM killer kills a process that holds grants. Its reaper, which unmaps
  * with non-blockable invalidations, runs only if the victim has not freed its
  * memory within two seconds; this victim usually has.
@@ -851,29 +885,8 @@ TEST_F(mm, oom_kill_with_live_grants)
 
 	pid = fork();
 	ASSERT_GE(pid, 0);
-	if (pid == 0) {
-		uint64_t *p;
-		int fd;
-
-		if (join_cgroup("vsvm_oom", "16M") ||
-		    write_file(CGROUPS "/vsvm_oom/memory.swap.max", "0"))
-			_exit(21);
-		fd = vsvm_open(0);
-		p = thp_alloc();
-		if (fd < 0 || !p)
-			_exit(22);
-		memset(p, 1, THP_SZ);
-		if (vsvm_prefetch(fd, p, NPAGES))
-			_exit(23);
-		/* Then grow until the OOM killer comes. */
-		for (;;) {
-			char *q = map_anon(THP_SZ);
-
-			if (!q)
-				_exit(24);
-			memset(q, 2, THP_SZ);
-		}
-	}
+	if (pid == 0)
+		oom_victim(-1, -1);
 	ASSERT_EQ(waitpid(pid, &status, 0), pid);
 	ASSERT_TRUE(WIFSIGNALED(status)) TH_LOG("child exited with %d", WEXITSTATUS(status));
 	ASSERT_EQ(WTERMSIG(status), SIGKILL);
@@ -1089,31 +1102,9 @@ TEST_F(mm, oom_reaper_waits_for_a_release_that_waits)
 	pid = fork();
 	ASSERT_GE(pid, 0);
 	if (pid == 0) {
-		uint64_t *t;
-		int fd;
-
 		close(ready[0]);
 		close(go[1]);
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) ||
-		    join_cgroup("vsvm_oom", "16M") ||
-		    write_file(CGROUPS "/vsvm_oom/memory.swap.max", "0"))
-			_exit(21);
-		fd = vsvm_open(0);
-		t = thp_alloc();
-		if (fd < 0 || !t)
-			_exit(22);
-		memset(t, 1, THP_SZ);
-		if (vsvm_prefetch(fd, t, NPAGES))
-			_exit(23);
-		if (write(ready[1], &byte, 1) != 1 || read(go[0], &byte, 1) != 1)
-			_exit(24);
-		for (;;) {
-			char *q = map_anon(THP_SZ);
-
-			if (!q)
-				_exit(25);
-			memset(q, 2, THP_SZ);
-		}
+		oom_victim(ready[1], go[0]);
 	}
 	ASSERT_EQ(read(ready[0], &byte, 1), 1);
 	ASSERT_EQ(trace_busy_only(), 0);
