@@ -4,7 +4,10 @@
 
 use core::fmt;
 use kernel::{
-    debugfs,
+    debugfs::{
+        self,
+        Reader, //
+    },
     device::DeviceContext,
     dma::{
         streaming,
@@ -18,7 +21,13 @@ use kernel::{
     faux,
     prelude::*,
     str::CString,
-    sync::Arc, //
+    sync::{
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        Arc, //
+    },
     uaccess::UserSliceReader,
 };
 
@@ -208,15 +217,10 @@ impl FlushHoldFile {
     }
 
     fn write(&self, input: &mut UserSliceReader) -> Result {
-        let mut buf = [0u8; 16];
-        let len = input.len();
-        if len > buf.len() {
-            return Err(EINVAL);
-        }
-        input.read_slice(&mut buf[..len])?;
-        let text = core::str::from_utf8(&buf[..len]).map_err(|_| EINVAL)?;
-        let ms = text.trim().parse::<u32>().map_err(|_| EINVAL)?;
-        self.0.hold_flushes(ms)
+        // Parsed as debugfs parses a number file.
+        let ms = Atomic::new(0u32);
+        ms.read_from_slice(input)?;
+        self.0.hold_flushes(ms.load(Relaxed))
     }
 }
 
