@@ -64,7 +64,7 @@ static inline int read_file(const char *path, char *buf, size_t size)
 
 /*
  * Field @field (0 for the first) of counter @name in device @dev's debugfs
- * stats ("name: v0 v1 ..."), or -1.
+ * stats ("name: v0 v1 ..." or, labelled, "name: a=v0 b=v1 ..."), or -1.
  */
 static inline long vsvm_dev_stat_of(int dev, const char *name, int field)
 {
@@ -84,6 +84,10 @@ static inline long vsvm_dev_stat_of(int dev, const char *name, int field)
 		for (int i = 0; i <= field; i++) {
 			char *end;
 
+			v += strspn(v, " ");
+			end = v + strcspn(v, " =\n");
+			if (*end == '=')
+				v = end + 1;
 			n = strtol(v, &end, 10);
 			if (end == v) {
 				n = -1;

@@ -928,27 +928,6 @@ static int busy_events(const char *comm)
 	return n;
 }
 
-/* Device 0's revocations of @cause ("exit", "unmap", ...) in debugfs, or -1. */
-static long dev_revocations(const char *cause)
-{
-	char line[512], key[32], *v;
-	long n = -1;
-	FILE *f = fopen("/sys/kernel/debug/vsvm/vsvm0/stats", "r");
-
-	if (!f)
-		return -1;
-	snprintf(key, sizeof(key), " %s=", cause);
-	while (fgets(line, sizeof(line), f)) {
-		if (strncmp(line, "revocations:", 12))
-			continue;
-		v = strstr(line, key);
-		if (v)
-			n = strtol(v + strlen(key), NULL, 10);
-	}
-	fclose(f);
-	return n;
-}
-
 /* Waits up to 10 s until device 0's counter @name exceeds @than; 0 if it did. */
 static int wait_stat_above(const char *name, long than)
 {
@@ -975,7 +954,7 @@ TEST_F(mm, oom_reaper_is_refused_while_a_flush_waits)
 {
 	long held0 = dev_stat("tlb_flushes_held");
 	long refused0 = dev_stat("tlb_shootdowns_refused");
-	long exit0 = dev_revocations("exit");
+	long exit0 = vsvm_dev_stat_field("revocations", DRM_VSVM_REVOKE_EXIT);
 	int ready[2], go[2], status, pidfd, ret, err, busy;
 	char byte = 0;
 	pid_t pid;
@@ -1047,7 +1026,7 @@ TEST_F(mm, oom_reaper_is_refused_while_a_flush_waits)
 	EXPECT_GE(dev_stat("tlb_shootdowns_refused"), refused0 + 1);
 	EXPECT_EQ(busy, 2);
 	/* What the driver refused stayed granted until the exit revoked it. */
-	EXPECT_GE(dev_revocations("exit"), exit0 + 1);
+	EXPECT_GE(vsvm_dev_stat_field("revocations", DRM_VSVM_REVOKE_EXIT), exit0 + 1);
 
 	/* The kernel's own behaviour, without a device: the same kill is reaped. */
 	pid = fork();
